@@ -8,7 +8,7 @@ PRESET ?= tiny
 # nbdev-test runs notebooks in 2 worker processes; one torch thread each keeps 2 cores busy, not oversubscribed
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BLT_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup reproduce test test-nbs test-py check-sync bench clean-runs help
+.PHONY: setup reproduce test test-nbs test-py check-sync bench readme help
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
@@ -34,3 +34,6 @@ test-py: setup  ## pytest: golden vectors, property tests, parity with transform
 
 bench: setup  ## benchmarks (prints JSON)
 	$(BIN)/blt-repro bench patching
+
+readme: setup  ## regenerate README.md from nbs/index.ipynb
+	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN

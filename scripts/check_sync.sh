@@ -17,4 +17,10 @@ if [ "$before" != "$after" ]; then
   diff <(echo "$before") <(echo "$after") | grep '^[<>] ' | grep -v '^[<>] [0-9a-f]\{32\}' || true
   exit 1
 fi
-echo "[check-sync] ok: notebooks clean, blt_repro/ in sync"
+tmp=$(mktemp -d)
+"$BIN/jupyter" nbconvert --to markdown nbs/index.ipynb --output-dir "$tmp" --output README --log-level WARN
+if ! cmp -s "$tmp/README.md" README.md; then
+  echo "[check-sync] FAILED: README.md is not the rendering of nbs/index.ipynb: run 'make readme' and commit it."
+  exit 1
+fi
+echo "[check-sync] ok: notebooks clean, blt_repro/ in sync, README.md up to date"
