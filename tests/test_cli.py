@@ -1,0 +1,58 @@
+"""The `blt-repro` command line: help, argument errors, and the reproduce runner's failure reporting."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from blt_repro import cli
+
+
+def test_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "blt_repro.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("reproduce", "bench", "patch"):
+        assert cmd in out
+
+
+def test_bad_arguments_fail_before_work():
+    r = subprocess.run([sys.executable, "-m", "blt_repro.cli", "reproduce", "--preset", "huge"], capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    with pytest.raises(ValueError, match="unknown experiment"):
+        cli.reproduce("tiny", only=["no-such-experiment"])
+
+
+def _project(tmp_path, cells):
+    (tmp_path / "nbs").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "blt-repro"\n')
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}}
+    params = nbformat.v4.new_code_cell('preset = "tiny"\ndevice = "cpu"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, tmp_path / "nbs" / "x.ipynb")
+
+
+def test_failed_notebook_is_reported_with_its_cell(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLT_REPRO_ROOT", str(tmp_path))
+    _project(tmp_path, ["x = 1", "raise RuntimeError('boom')"])
+    res = cli.run_experiment(cli.Experiment("x", "x.ipynb", "Figure 0", "test"), preset="tiny")
+    assert res["status"] == "failed" and "RuntimeError" in res["error"] and "boom" in res["error"] and "cell" in res["error"]
+    assert not (tmp_path / "runs" / "tiny" / "x.done.json").exists()
+
+
+def test_done_experiment_is_skipped_and_table_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLT_REPRO_ROOT", str(tmp_path))
+    summary = {"rows": [{"experiment": "e", "paper": "Figure 9", "files": ["a.png"], "published": "1.0",
+                         "ours": "1.1", "verdict": "close"}]}
+    _project(tmp_path, ["import json, pathlib",
+                        "d = pathlib.Path('..') / 'figures' / preset / 'x'; d.mkdir(parents=True, exist_ok=True)",
+                        f"(d / 'summary.json').write_text(json.dumps({summary!r}))"])
+    exp = cli.Experiment("x", "x.ipynb", "Figure 9", "test")
+    monkeypatch.setattr(cli, "EXPERIMENTS", [exp])
+    first = cli.reproduce("tiny")
+    assert first[0]["status"] == "done"
+    assert cli.reproduce("tiny")[0]["status"] == "skipped"          # finished runs are not repeated
+    assert cli.reproduce("tiny", force=True)[0]["status"] == "done"  # unless --force
+    readme = (tmp_path / "figures" / "tiny" / "README.md").read_text()
+    assert "| e | Figure 9 | [a.png](x/a.png) | 1.0 | 1.1 | close |" in readme and "Git commit" in readme
