@@ -31,6 +31,7 @@ from .core import autocast_dtype, pick_device, project_root, seed_everything
 from .data import encode_documents
 from .layers import RMSNorm, Transformer, TransformerConfig, document_causal_mask
 from .tokenizer import BOE_ID, EOS_ID, OFFSET, VOCAB_SIZE
+from .core import config_from_dict
 
 # %% ../nbs/06_entropy_model.ipynb #cfd35300
 @dataclass
@@ -71,10 +72,7 @@ class EntropyModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> EntropyModelConfig:
         "Build from a dict, failing on unknown keys."
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown EntropyModelConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 ENTROPY_PRESETS: dict[str, EntropyModelConfig] = {
     "tiny": EntropyModelConfig(dim=64, n_layers=2, n_heads=4, window=256),      # CPU, seconds

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .tokenizer import EOS_ID
+from .core import config_from_dict
 
 # %% ../nbs/05_layers.ipynb #e646f0fb
 class RMSNorm(nn.Module):
@@ -107,10 +108,7 @@ class TransformerConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TransformerConfig:
         "Build from a dict, failing on unknown keys (typos must not be silently ignored)."
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown TransformerConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 # %% ../nbs/05_layers.ipynb #c2ecf03d
 def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:

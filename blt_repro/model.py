@@ -21,6 +21,7 @@ from .layers import (RMSNorm, TransformerConfig, TransformerBlock, rope_cos_sin,
                               encoder_cross_mask, decoder_cross_mask)
 from .hashing import HashNgramConfig, HashNgramEmbedding
 from .patching import check_lengths, patch_ids_from_lengths, decoder_patch_ids_from_lengths
+from .core import config_from_dict
 
 # %% ../nbs/08_blt.ipynb #8d91ccc2
 @dataclass
@@ -118,10 +119,7 @@ class BLTConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "BLTConfig":
         "Build from a dict (e.g. `to_dict()` output), failing on unknown keys: typos must not be silently ignored."
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown BLTConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     @classmethod
     def tiny(cls, **overrides) -> "BLTConfig":
