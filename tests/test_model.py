@@ -1,5 +1,5 @@
 """BLT forward (blt_facts §7): config validation, input checks, pooling, padding without NaN, and causality under
-static, space and n-gram-entropy patching (patches recomputed from the changed input)."""
+static, space, n-gram-entropy and neural-entropy patching (patches recomputed from the changed input)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from blt_repro.data import load_corpus
 from blt_repro.hashing import HashNgramConfig
 from blt_repro.model import BLT, BLTConfig, CrossAttention, max_pool_patches, max_pool_patches_loop
+from blt_repro.entropy_model import EntropyModel, EntropyModelConfig, entropies as neural_entropies
 from blt_repro.ngram import NGramEntropyModel
 from blt_repro.patching import entropy_patch_lengths, patch_ids_from_lengths, space_patch_lengths, static_patch_lengths
 from blt_repro.tokenizer import BOS_ID, ByteTokenizer
@@ -121,13 +122,24 @@ def _gap(model, ids, t, patcher, seed):
     return (a[:, :t + 1] - b[:, :t + 1]).abs().max().item()
 
 
-@pytest.mark.parametrize("mode", ["static", "space", "entropy"])
+@pytest.fixture(scope="module")
+def neural(ngram):
+    "A small random-weight entropy model with a 16-byte window (its own causality is exercised too) and its median."
+    torch.manual_seed(3)
+    em = EntropyModel(EntropyModelConfig(dim=32, n_layers=2, n_heads=2, window=16)).eval()
+    thr = float(neural_entropies(em, torch.tensor([TOK.encode(ngram[2][8][:2000])])).median())
+    return em, thr
+
+
+@pytest.mark.parametrize("mode", ["static", "space", "entropy", "neural"])
 @pytest.mark.parametrize("text", ["random", "corpus"])
-def test_causality(model, ngram, mode, text):
+def test_causality(model, ngram, neural, mode, text):
     m, thr, docs = ngram
+    em, nthr = neural
     patcher = {"static": lambda x: static_patch_lengths(x, 4, include_next_token=True),
                "space": lambda x: space_patch_lengths(x, include_next_token=True),
-               "entropy": lambda x: entropy_patch_lengths(m.entropies(x), thr, include_next_token=True)}[mode]
+               "entropy": lambda x: entropy_patch_lengths(m.entropies(x), thr, include_next_token=True),
+               "neural": lambda x: entropy_patch_lengths(neural_entropies(em, x), nthr, include_next_token=True)}[mode]
     g = torch.Generator().manual_seed(7)
     ids = (torch.cat([torch.tensor([[BOS_ID]]), torch.randint(4, 260, (2, 47), generator=g)[:1]], 1) if text == "random"
            else torch.tensor([TOK.encode(docs[9][:47], add_eos=False)]))
