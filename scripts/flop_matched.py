@@ -1,6 +1,6 @@
 """FLOP-matched comparison (issue 5): every family trained to the same training FLOPs on the preset's data.
 
-Usage: python scripts/flop_matched.py --preset tiny --train-flops 4e12 --out figures/tiny/flop_matched
+Usage: python scripts/flop_matched.py --preset tiny --train-flops 4e12 --out figures/tiny/flop_matched_4e12
 Writes <out>/results.json (one summary per model) and <out>/table.md (the table, the command, the machine)."""
 import argparse
 import json
@@ -30,9 +30,9 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="default figures/<preset>/flop_matched")
+    p.add_argument("--out", default=None, help="default figures/<preset>/flop_matched_<budget>")
     a = p.parse_args(argv)
-    out = Path(a.out or f"figures/{a.preset}/flop_matched")
+    out = Path(a.out or f"figures/{a.preset}/flop_matched_{a.train_flops:.0e}".replace("+", ""))
     out.mkdir(parents=True, exist_ok=True)
     results, t0 = {}, time.time()
     for name, over in RUNS.items():
