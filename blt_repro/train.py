@@ -278,8 +278,7 @@ class LanguageModel(nn.Module):
 
     def nats(self, x: Tensor, y: Tensor, aux: Tensor | None = None) -> Tensor:
         "Per-target cross-entropy in nats [B,S] of targets y [B,S] given inputs x [B,S]."
-        logits = self(x, aux)                                       # [B,S,V]
-        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+        return _nats(self, x, y, aux)
 
     def bytes_per_patch(self, reset: bool = True) -> float | None:
         "Mean input bytes per patch since the last reset (None for unpatched families)."
