@@ -8,7 +8,7 @@ A code cell whose first line is `# %% tags=["parameters"]` gets the papermill `p
 Executed with the project's kernel in the notebook's folder, then cleaned with nbdev-clean. With --skip-slow, cells
 flagged `#| slow` or `#| cuda` are left unexecuted (no output), as nbdev-test skips them.
 """
-import argparse, re, subprocess, sys
+import argparse, hashlib, re, subprocess, sys
 from pathlib import Path
 import nbformat
 
@@ -26,6 +26,11 @@ def parse(src: str) -> nbformat.NotebookNode:
             m = re.search(r"tags=\[(.*?)\]", head)
             if m: cell.metadata["tags"] = [t.strip().strip('"\'') for t in m.group(1).split(",")]
             nb.cells.append(cell)
+    seen: dict[str, int] = {}
+    for c in nb.cells:                      # stable ids (hash of the source): a rebuild only changes edited cells
+        h = hashlib.sha1(c.source.encode()).hexdigest()[:8]
+        seen[h] = seen.get(h, 0) + 1
+        c.id = h if seen[h] == 1 else f"{h}-{seen[h]}"
     return nb
 
 def main():

@@ -56,3 +56,22 @@ def test_done_experiment_is_skipped_and_table_written(tmp_path, monkeypatch):
     assert cli.reproduce("tiny", force=True)[0]["status"] == "done"  # unless --force
     readme = (tmp_path / "figures" / "tiny" / "README.md").read_text()
     assert "| e | Figure 9 | [a.png](x/a.png) | 1.0 | 1.1 | close |" in readme and "Git commit" in readme
+
+
+@pytest.mark.parametrize("exp", cli.EXPERIMENTS, ids=lambda e: e.name)
+def test_every_experiment_notebook_keeps_the_contract(exp):
+    "Each registered notebook exists, has exactly one tagged parameters cell defaulting to tiny/cpu, and is not exported."
+    nb = nbformat.read(cli.project_root() / "nbs" / exp.notebook, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{exp.notebook}: {len(params)} parameters cells"
+    src = params[0].source
+    assert 'preset: str = "tiny"' in src and 'device: str = "cpu"' in src
+    assert not any("default_exp" in c.source for c in nb.cells if c.cell_type == "code")
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# Experiment:")
+
+
+def test_experiment_names_are_unique_and_notebooks_registered_once():
+    names, files = [e.name for e in cli.EXPERIMENTS], [e.notebook for e in cli.EXPERIMENTS]
+    assert len(set(names)) == len(names) and len(set(files)) == len(files)
+    on_disk = sorted(p.name for p in (cli.project_root() / "nbs").glob("2[0-9]_*.ipynb"))
+    assert on_disk == sorted(files), "every experiment notebook (nbs/2N_*.ipynb) must be registered in cli.EXPERIMENTS"

@@ -79,3 +79,12 @@ def test_two_gloo_processes_equal_one(tmp_path, model, extra):
     for p, q in zip(one, two):
         assert abs(p["loss"] - q["loss"]) < 1e-5 and abs(p["grad_norm"] - q["grad_norm"]) < 1e-5
         assert p["bytes_seen"] == q["bytes_seen"]
+
+
+def test_train_with_prebuilt_data_matches_build_data():
+    "train(cfg, data=build_data(cfg)) is the same run as train(cfg): the entropy-model ablation relies on it."
+    from blt_repro.train import build_data
+    cfg = TrainConfig(model="space", max_steps=3, seq_len=64, batch_size=2, warmup_steps=1, eval_bytes=2000,
+                      progress=False, check_leak=False, device="cpu", precision="fp32")
+    a, b = train(cfg), train(cfg, data=build_data(cfg))
+    assert a["final_train_bpb"] == b["final_train_bpb"] and a["val_bpb"] == b["val_bpb"]
