@@ -213,9 +213,11 @@ def train_entropy_model(cfg: EntropyModelConfig, train_docs: list[str], steps: i
         bar.set_postfix(loss=f"{loss.item():.3f}", bpb=f"{loss.item() / math.log(2):.3f}")
     return model.eval(), history
 
-# %% ../nbs/06_entropy_model.ipynb #3713422b
-def bpb(model: nn.Module, docs: list[str], seq_len: int = 1024, batch_size: int = 8) -> float:
-    "Bits per data byte of `docs` (BOS/EOS/padding targets excluded), each byte read with its full in-window context."
+# %% ../nbs/06_entropy_model.ipynb #1ed64e38
+def bpb(model: nn.Module, docs: list[str], seq_len: int | None = None, batch_size: int = 8) -> float:
+    """Bits per data byte of `docs` (BOS/EOS/padding targets excluded), each byte read with its full in-window context.
+    seq_len: chunk length (None = at least 4 receptive fields, as `entropies`; a chunk just over the receptive field
+    would score only a few new bytes per forward pass)."""
     stream = torch.from_numpy(encode_documents(docs))[None]    # [1, N]
     tgt = torch.cat([stream[:, 1:], torch.full((1, 1), BOE_ID)], 1)   # [1, N] the id each position predicts
     def nll(logits: Tensor, y: Tensor) -> Tensor:                     # [b,L,V], [b,L] -> [b,L] nats
