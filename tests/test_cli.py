@@ -75,3 +75,19 @@ def test_experiment_names_are_unique_and_notebooks_registered_once():
     assert len(set(names)) == len(names) and len(set(files)) == len(files)
     on_disk = sorted(p.name for p in (cli.project_root() / "nbs").glob("2[0-9]_*.ipynb"))
     assert on_disk == sorted(files), "every experiment notebook (nbs/2N_*.ipynb) must be registered in cli.EXPERIMENTS"
+
+
+@pytest.mark.parametrize("exp", cli.EXPERIMENTS, ids=lambda e: e.name)
+def test_papermill_parses_every_parameter(exp, caplog):
+    "papermill's parameter inspector (used by `papermill --help-notebook`) sees each assignment, with no 'Unable to parse' warning."
+    import ast
+    import logging
+    from papermill.translators import PythonTranslator
+    nb = nbformat.read(cli.project_root() / "nbs" / exp.notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [n.target.id for n in ast.parse(cell.source).body if isinstance(n, ast.AnnAssign)]
+    assert assigned, f"{exp.notebook}: no annotated parameters"
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        found = [p.name for p in PythonTranslator.inspect(cell)]
+    assert found == assigned, f"{exp.notebook}: papermill parsed {found}, the cell assigns {assigned}"
+    assert "Unable to parse" not in caplog.text
