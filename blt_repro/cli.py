@@ -76,7 +76,7 @@ def run_experiment(exp: Experiment, preset: str = "tiny", device: str = "cpu", f
     marker.write_text(json.dumps(res))
     return res
 
-# %% ../nbs/15_cli.ipynb #ac2aed08
+# %% ../nbs/15_cli.ipynb #5cf07cf9
 def hardware() -> str:
     "A one-line description of this machine (CPU, cores, GPU, torch)."
     import os, torch
@@ -84,11 +84,13 @@ def hardware() -> str:
     return f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 def git_commit() -> str:
-    "Short commit of the checkout (+`-dirty` when it has uncommitted changes), or 'unknown'."
+    "Short commit of the checkout (+`-dirty` when code or notebooks have uncommitted changes), or 'unknown'."
     try:
         root = project_root()
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+        # figures/ is what the run itself rewrites, so changes there do not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except Exception:
         return "unknown"

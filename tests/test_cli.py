@@ -91,3 +91,19 @@ def test_papermill_parses_every_parameter(exp, caplog):
         found = [p.name for p in PythonTranslator.inspect(cell)]
     assert found == assigned, f"{exp.notebook}: papermill parsed {found}, the cell assigns {assigned}"
     assert "Unable to parse" not in caplog.text
+
+
+def test_git_commit_is_dirty_for_code_not_for_figures(tmp_path, monkeypatch):
+    "A reproduce run rewrites figures/, which must not mark the commit in its own README as dirty; edited code must."
+    monkeypatch.setenv("BLT_REPRO_ROOT", str(tmp_path))
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "r.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q"); git("add", "."); git("commit", "-qm", "init")
+    clean = cli.git_commit()
+    assert clean != "unknown" and not clean.endswith("-dirty")
+    (tmp_path / "figures" / "r.md").write_text("new\n")
+    assert cli.git_commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert cli.git_commit() == clean + "-dirty"
