@@ -526,12 +526,12 @@ def run_generate(args) -> int:
     out.write(utf8.decode(b"", final=True) + "\n"); out.flush()
     return 0
 
-# %% ../nbs/13_generate.ipynb #f460431b
+# %% ../nbs/13_generate.ipynb #c4ad2e7a
 def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 256, repeats: int = 3, seed: int = 0,
                    hf: bool = True, recompute: bool = True) -> dict:
     """Bytes/s of the cached generator, the recompute reference and transformers' BltForCausalLM.generate, on one
     random-init tiny BLT (entropy patching with a random-init tiny entropy model, θ for ~4 bytes/patch), greedy,
-    measured in turns in one run. Prints and returns the JSON object."""
+    measured in turns in one run. Returns the JSON-able dict (`blt-repro bench generate` prints it)."""
     import resource
     from blt_repro.core import pick_device
     from blt_repro.data import load_corpus
@@ -578,5 +578,4 @@ def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 25
     out = {"device": str(pick_device("cpu")), "threads": torch.get_num_threads(), "torch": torch.__version__,
            "model": "BLTConfig.tiny(document_mask=False), random init; entropy patching (tiny EntropyModel, random init)",
            "threshold": round(th, 4), "new_bytes": new_bytes, "repeats": repeats, "results": results}
-    print(json.dumps(out, indent=1))
     return out

@@ -107,3 +107,15 @@ def test_git_commit_is_dirty_for_code_not_for_figures(tmp_path, monkeypatch):
     assert cli.git_commit() == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert cli.git_commit() == clean + "-dirty"
+
+
+def test_bench_generate_prints_one_json_object(monkeypatch, capsys):
+    "`blt-repro bench generate` writes exactly one JSON object to stdout (here on a 64-byte prompt, 4 new bytes)."
+    import functools
+    from blt_repro import generate
+    small = functools.partial(generate.bench_generate, prompt_lens=(64,), new_bytes=4, repeats=1, hf=False)
+    monkeypatch.setattr(generate, "bench_generate", small)
+    assert cli.main(["bench", "generate"]) == 0
+    out = json.loads(capsys.readouterr().out)                   # fails on two concatenated objects
+    assert out["results"][0]["prompt_bytes"] == 64 and out["results"][0]["same_bytes_as_recompute"]
+    assert "hardware" in out
