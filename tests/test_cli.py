@@ -58,11 +58,16 @@ def test_done_experiment_is_skipped_and_table_written(tmp_path, monkeypatch):
     assert "| e | Figure 9 | [a.png](x/a.png) | 1.0 | 1.1 | close |" in readme and "Git commit" in readme
 
 
+def _read(exp):
+    "The notebook of a registered experiment and its cells tagged `parameters`."
+    nb = nbformat.read(cli.project_root() / "nbs" / exp.notebook, as_version=4)
+    return nb, [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+
+
 @pytest.mark.parametrize("exp", cli.EXPERIMENTS, ids=lambda e: e.name)
 def test_every_experiment_notebook_keeps_the_contract(exp):
     "Each registered notebook exists, has exactly one tagged parameters cell defaulting to tiny/cpu, and is not exported."
-    nb = nbformat.read(cli.project_root() / "nbs" / exp.notebook, as_version=4)
-    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    nb, params = _read(exp)
     assert len(params) == 1, f"{exp.notebook}: {len(params)} parameters cells"
     src = params[0].source
     assert 'preset: str = "tiny"' in src and 'device: str = "cpu"' in src
@@ -83,8 +88,7 @@ def test_papermill_parses_every_parameter(exp, caplog):
     import ast
     import logging
     from papermill.translators import PythonTranslator
-    nb = nbformat.read(cli.project_root() / "nbs" / exp.notebook, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell = _read(exp)[1][0]
     assigned = [n.target.id for n in ast.parse(cell.source).body if isinstance(n, ast.AnnAssign)]
     assert assigned, f"{exp.notebook}: no annotated parameters"
     with caplog.at_level(logging.WARNING, logger="papermill"):
