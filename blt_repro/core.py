@@ -11,7 +11,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PRESETS', 'seed_everything', 'pick_device', 'autocast_dtype', 'set_threads', 'project_root', 'data_dir',
-           'figures_dir', 'runs_dir', 'Preset', 'get_preset', 'config_from_dict']
+           'figures_dir', 'runs_dir', 'Preset', 'get_preset', 'config_from_dict', 'check_int', 'check_number']
 
 # %% ../nbs/00_core.ipynb #0b77d04c
 import numpy as np
@@ -113,3 +113,19 @@ def config_from_dict(cls, d: dict):
     if unknown := sorted(set(d) - known):
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid fields: {sorted(known)}")
     return cls(**d)
+
+# %% ../nbs/00_core.ipynb #0173ce3e
+def check_int(name: str, value, lo: int | None = 1, none_ok: bool = False) -> None:
+    "Raise ValueError unless `value` is an int (not a bool) >= lo (lo=None: any int); None passes when none_ok."
+    if value is None and none_ok: return
+    if isinstance(value, bool) or not isinstance(value, int) or (lo is not None and value < lo):
+        bound = "an int" if lo is None else f"an int >= {lo}"
+        raise ValueError(f"{name} must be {bound}{' or None' if none_ok else ''}, got {value!r}")
+
+def check_number(name: str, value, lo: float | None = None, hi: float | None = None, none_ok: bool = False) -> None:
+    "Raise ValueError unless `value` is a real number (not a bool) in [lo, hi]; None passes when none_ok."
+    if value is None and none_ok: return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value   # NaN fails
+    if not ok or (lo is not None and value < lo) or (hi is not None and value > hi):
+        where = f" in [{lo}, {hi}]" if lo is not None and hi is not None else (f" >= {lo}" if lo is not None else (f" <= {hi}" if hi is not None else ""))
+        raise ValueError(f"{name} must be a number{where}{' or None' if none_ok else ''}, got {value!r}")
