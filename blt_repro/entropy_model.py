@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .core import autocast_dtype, pick_device, project_root, seed_everything
+from .core import autocast_dtype, check_int, config_from_dict, pick_device, project_root, seed_everything
 from .data import encode_documents
-from .layers import RMSNorm, Transformer, TransformerConfig, document_causal_mask, local_attention_mask
+from .layers import KVCache, RMSNorm, Transformer, TransformerConfig, local_attention_mask
 from .tokenizer import BOE_ID, EOS_ID, OFFSET, VOCAB_SIZE
 
 # %% ../nbs/06_entropy_model.ipynb #c1af6f15
@@ -49,9 +49,7 @@ class EntropyModelConfig:
 
     def __post_init__(self):
         for name in ("dim", "n_layers", "n_heads", "window", "vocab_size", "multiple_of"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"EntropyModelConfig.{name} must be a positive int, got {v!r}")
+            check_int(f"EntropyModelConfig.{name}", getattr(self, name))    # a positive int
         if self.vocab_size < VOCAB_SIZE:
             raise ValueError(f"vocab_size={self.vocab_size} cannot hold the {VOCAB_SIZE} byte ids (256 bytes + 4 specials)")
         if not 0 <= self.eos_id < self.vocab_size: raise ValueError(f"eos_id={self.eos_id} is outside the vocabulary")
@@ -68,13 +66,7 @@ class EntropyModelConfig:
         "How many earlier bytes can influence position i: n_layers * (window - 1)."
         return self.n_layers * (self.window - 1)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> EntropyModelConfig:
-        "Build from a dict, failing on unknown keys."
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown EntropyModelConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**d)
+    from_dict = classmethod(config_from_dict)    # from a dict, failing on unknown keys (a typo must not pass)
 
 ENTROPY_PRESETS: dict[str, EntropyModelConfig] = {
     "tiny": EntropyModelConfig(dim=64, n_layers=2, n_heads=4, window=256),      # CPU, seconds
@@ -93,19 +85,28 @@ class EntropyModel(nn.Module):
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
 
-    def forward(self, tokens: Tensor, positions: Tensor | None = None) -> Tensor:
-        "tokens [B,S] int64 (positions [S] or [B,S], default 0..S-1) -> logits [B,S,vocab]."
+    def forward(self, tokens: Tensor, positions: Tensor | None = None, cache: KVCache | None = None,
+                rows: Tensor | None = None) -> Tensor:
+        """tokens [B,S] int64 (positions [S] or [B,S], default 0..S-1) -> logits [B,S,vocab]. With a `cache` (from
+        `new_cache`): tokens [R,S] are the next bytes of the cache's rows `rows` [R] (None: all), read after the cached
+        ones; their positions and masks come from the cache."""
         check_tokens(tokens, self.cfg.vocab_size)
-        mask = local_attention_mask(tokens, self.cfg.window, self.cfg.eos_id)         # [B,1,S,S] or banded
-        h = self.transformer(self.tok_embeddings(tokens), mask, positions)            # [B,S,dim]
-        return self.output(self.norm(h))                                              # [B,S,vocab]
+        if cache is None: mask = local_attention_mask(tokens, self.cfg.window, self.cfg.eos_id)   # [B,1,S,S] or banded
+        else: mask, positions = cache.start(rows, tokens == self.cfg.eos_id)                      # [R,1,S,K], [R,S]
+        h = self.transformer(self.tok_embeddings(tokens), mask, positions, cache)                 # [B,S,dim]
+        return self.output(self.norm(h))                                                          # [B,S,vocab]
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        "An empty KV cache for `batch` rows of up to max_len bytes (a ring of `window` slots per layer)."
+        p = next(self.parameters())                    # the cache lives on the model's device, in its dtype
+        return KVCache.for_config(self.cfg.transformer_config(), batch, max_len, p.device, p.dtype)
 
 def check_tokens(tokens: Tensor, vocab_size: int = VOCAB_SIZE) -> Tensor:
     "Fail clearly unless `tokens` is an integer [B, S] tensor of ids in [0, vocab_size)."
     if not isinstance(tokens, Tensor): raise TypeError(f"tokens must be a torch.Tensor [B, S], got {type(tokens).__name__}")
     if tokens.dim() != 2: raise ValueError(f"tokens must be [B, S] (add a batch dim with tokens[None]), got shape {tuple(tokens.shape)}")
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool: raise TypeError(f"tokens must be integer ids, got {tokens.dtype}")
-    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):   # an empty batch has no range to check
         raise ValueError(f"token ids must be in [0, {vocab_size}), got min {tokens.min().item()} max {tokens.max().item()}")
     return tokens
 
@@ -114,18 +115,18 @@ def n_params(model: nn.Module) -> int: return sum(p.numel() for p in model.param
 # %% ../nbs/06_entropy_model.ipynb #3e76574e
 def entropy_from_logits(logits: Tensor) -> Tensor:
     "Shannon entropy in nats of softmax(logits) over the last dim, computed in fp32: [..., V] -> [...]."
-    logp = logits.float().log_softmax(-1)
-    return -(logp.exp() * logp).sum(-1)
+    logp = logits.float().log_softmax(-1)                      # [..., V] log-probabilities
+    return -(logp.exp() * logp).sum(-1)                        # H = -sum p log p
 
 def row_chunks(S: int, chunk_len: int, context: int) -> list[tuple[int, int, int]]:
     "(lo, keep, hi) per chunk: run tokens[lo:hi], keep the outputs for positions keep..hi-1. Covers 0..S-1 once."
-    if S <= chunk_len: return [(0, 0, S)]
+    if S <= chunk_len: return [(0, 0, S)]                      # one chunk: nothing to re-read
     if chunk_len <= context:
         raise ValueError(f"chunk_len={chunk_len} must exceed the receptive field {context} (n_layers*(window-1))")
     out, keep = [(0, 0, chunk_len)], chunk_len
     while keep < S:
-        lo = keep - context
-        hi = min(lo + chunk_len, S)
+        lo = keep - context                                    # re-read one receptive field before the kept part
+        hi = min(lo + chunk_len, S)                            # so every kept position sees its full context
         out.append((lo, keep, hi))
         keep = hi
     return out
@@ -137,18 +138,18 @@ def _run_chunks(model: nn.Module, tokens: Tensor, fn, batch_size: int, chunk_len
     check_tokens(tokens, model.cfg.vocab_size)
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     B, S = tokens.shape
-    chunk_len = chunk_len or max(1024, 4 * model.cfg.receptive_field)
+    chunk_len = chunk_len or max(1024, 4 * model.cfg.receptive_field)   # mostly new bytes per chunk
     pieces = [(b, *c) for b in range(B) for c in row_chunks(S, chunk_len, model.cfg.receptive_field)]
     device = next(model.parameters()).device
-    amp = autocast_dtype(device) if autocast else None
+    amp = autocast_dtype(device) if autocast else None         # bf16 on CUDA, None (fp32) elsewhere
     out = torch.zeros(B, S, dtype=torch.float32)
-    was_training = model.training
+    was_training = model.training                              # restored afterwards, whatever happens
     model.eval()
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             for k in range(0, len(pieces), batch_size):
                 group = pieces[k:k + batch_size]
-                L = max(hi - lo for _, lo, _, hi in group)
+                L = max(hi - lo for _, lo, _, hi in group)     # the longest chunk of the group
                 x = torch.full((len(group), L), BOE_ID, dtype=torch.long)      # [b,L], right-padded with BOE
                 y = torch.full((len(group), L), BOE_ID, dtype=torch.long)      # [b,L] targets (if any), same layout
                 pos = torch.arange(L).repeat(len(group), 1)                    # [b,L] absolute positions in the row
@@ -157,7 +158,7 @@ def _run_chunks(model: nn.Module, tokens: Tensor, fn, batch_size: int, chunk_len
                     if targets is not None: y[r, : hi - lo] = targets[b, lo:hi]
                     pos[r] += lo
                 vals = fn(model(x.to(device), pos.to(device)), y.to(device)).float().cpu()   # [b,L]
-                for r, (b, lo, keep, hi) in enumerate(group):
+                for r, (b, lo, keep, hi) in enumerate(group):  # keep only the positions with full context
                     out[b, keep:hi] = vals[r, keep - lo: hi - lo]
     finally:
         model.train(was_training)
@@ -194,7 +195,7 @@ def train_entropy_model(cfg: EntropyModelConfig, train_docs: list[str], steps: i
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     stream = torch.from_numpy(encode_documents(train_docs))
     gen = torch.Generator().manual_seed(seed)
-    warmup = max(1, steps // 10) if warmup is None else warmup
+    warmup = max(1, steps // 10) if warmup is None else warmup   # default: the first 10% of the steps
     history = []
     bar = tqdm(range(steps), desc="entropy model", disable=not progress)
     for step in bar:
@@ -204,10 +205,10 @@ def train_entropy_model(cfg: EntropyModelConfig, train_docs: list[str], steps: i
         scored = (y >= OFFSET) | (y == cfg.eos_id)                               # data bytes and EOS
         with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(x)                                                   # [B,S,V]
-        loss = F.cross_entropy(logits.float()[scored], y[scored])
+        loss = F.cross_entropy(logits.float()[scored], y[scored])   # mean nats per scored byte
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as the official trainer
         opt.step()
         history.append({"step": step, "loss": loss.item(), "bpb": loss.item() / math.log(2), "lr": opt.param_groups[0]["lr"]})
         bar.set_postfix(loss=f"{loss.item():.3f}", bpb=f"{loss.item() / math.log(2):.3f}")
@@ -235,7 +236,7 @@ def model_hash(model: EntropyModel) -> str:
     "SHA-256 of the config and of every state-dict tensor (names, dtypes, shapes, values)."
     h = hashlib.sha256(json.dumps(dataclasses.asdict(model.cfg), sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu().contiguous()                      # hash the raw bytes of every tensor
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
@@ -245,14 +246,14 @@ def entropy_cache_path(model: EntropyModel, docs: list[str], corpus: str, split:
     for name, v in (("corpus", corpus), ("split", split)):
         if not v or any(c in v for c in "/\\") : raise ValueError(f"{name} must be a non-empty name without slashes, got {v!r}")
     h = hashlib.sha256(f"{corpus}\0{split}\0{model_hash(model)}".encode())
-    for d in docs: h.update(hashlib.sha256(d.encode("utf-8")).digest())
+    for d in docs: h.update(hashlib.sha256(d.encode("utf-8")).digest())   # the documents, in order
     return Path(cache_dir or entropy_cache_dir()) / f"{corpus}-{split}-{h.hexdigest()[:16]}"
 
 def document_entropies(model: EntropyModel, docs: list[str], batch_size: int = 8, chunk_len: int | None = None) -> list[np.ndarray]:
     "Entropies (float32, nats) of `BOS doc EOS` for each document, scored as one document-masked stream."
     stream = torch.from_numpy(encode_documents(docs))[None]   # [1, N]
     h = entropies(model, stream, batch_size, chunk_len)[0].numpy()
-    bounds = np.cumsum([0] + [len(d.encode("utf-8")) + 2 for d in docs])
+    bounds = np.cumsum([0] + [len(d.encode("utf-8")) + 2 for d in docs])   # + BOS and EOS per document
     return [h[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 def cached_entropies(model: EntropyModel, docs: list[str], corpus: str, split: str,

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['NEVER_SAMPLED', 'GenerateConfig', 'sample_next', 'as_prompt_ids', 'Generation', 'scorer_entropies',
-           'prefix_patch_lengths', 'generate_recompute', 'KVCache', 'attention_mask', 'cached_attention',
-           'cached_block', 'IncrementalBLT', 'generate_cached', 'add_generate_arguments', 'load_generator',
-           'run_generate', 'bench_generate']
+           'prefix_patch_lengths', 'generate_recompute', 'IncrementalBLT', 'generate_cached', 'add_generate_arguments',
+           'load_generator', 'run_generate', 'bench_generate']
 
 # %% ../nbs/13_generate.ipynb #fddc5c41
 import torch
 from torch import Tensor
 
+from .core import check_int, check_number
 from .tokenizer import BOE_ID, BOS_ID, BPE_ID, EOS_ID, OFFSET, VOCAB_SIZE
-from .layers import Attention, TransformerBlock, apply_rope, masked_attention, rope_cos_sin, encoder_cross_mask
-from .model import BLT, max_pool_patches
+from .layers import KVCache
+from .model import BLT
 from .patching import IncrementalPatcher, patch_ids_from_lengths
 from .baselines import PatcherConfig, patch_lengths
 from .entropy_model import EntropyModel, entropies as neural_entropies, entropy_from_logits
@@ -43,21 +43,17 @@ class GenerateConfig:
     seed: int = 0                        # sampling: row r draws from a torch.Generator seeded with seed + r
 
     def __post_init__(self):
-        if isinstance(self.max_new_bytes, bool) or not isinstance(self.max_new_bytes, int) or self.max_new_bytes < 0:
-            raise ValueError(f"max_new_bytes must be an int >= 0, got {self.max_new_bytes!r}")
-        if not isinstance(self.temperature, (int, float)) or not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1):
-            raise ValueError(f"top_k must be an int >= 1 or None, got {self.top_k!r}")
-        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
-        if isinstance(self.stop, (str, bytes)): self.stop = (self.stop,)
-        self.stop = tuple(self.stop)
+        check_int("max_new_bytes", self.max_new_bytes, lo=0)           # 0: read the prompt, generate nothing
+        check_number("temperature", self.temperature, lo=0)             # 0 = greedy
+        check_int("top_k", self.top_k, none_ok=True)
+        check_number("top_p", self.top_p, lo=0, hi=1, none_ok=True)     # 0 would keep no id at all:
+        if self.top_p == 0: raise ValueError("top_p must be in (0, 1] or None, got 0")
+        self.stop = (self.stop,) if isinstance(self.stop, (str, bytes)) else tuple(self.stop)   # one stop or several
         if any(not isinstance(s, (str, bytes)) or len(s) == 0 for s in self.stop):
             raise ValueError(f"stop must hold non-empty strings or bytes, got {self.stop!r}")
 
     @property
-    def stop_bytes(self) -> list[bytes]:
+    def stop_bytes(self) -> list[bytes]:               # the stop strings as UTF-8 bytes (generation is bytewise)
         return [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in self.stop]
 
 # %% ../nbs/13_generate.ipynb #fd431dcc
@@ -65,37 +61,35 @@ NEVER_SAMPLED: tuple[int, ...] = (BOE_ID, BOS_ID, BPE_ID)   # padding, document 
 
 def sample_next(logits: Tensor, cfg: GenerateConfig, generator: torch.Generator | None = None) -> int:
     "One id from logits [V] (float): greedy at temperature 0, else temperature / top-k / top-p sampling."
-    logits = logits.float().clone()
+    logits = logits.float().clone()                            # the caller's logits stay untouched
     logits[list(NEVER_SAMPLED)] = float("-inf")
     if cfg.temperature == 0: return int(logits.argmax())
     logits = logits / cfg.temperature
     if cfg.top_k is not None and cfg.top_k < logits.numel():
-        kth = logits.topk(cfg.top_k).values[-1]
+        kth = logits.topk(cfg.top_k).values[-1]                # the k-th largest logit; ties at it are kept
         logits[logits < kth] = float("-inf")
     probs = logits.softmax(-1)
     if cfg.top_p is not None and cfg.top_p < 1:
         p, idx = probs.sort(descending=True)
         drop = p.cumsum(0) - p >= cfg.top_p                      # ids whose predecessors already reach top_p
         probs[idx[drop]] = 0
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
-
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))   # on CPU: same draws on every device
 
 def as_prompt_ids(prompt: str | bytes | Sequence[int]) -> list[int]:
     "A prompt as ids that start with BOS: str/bytes -> [BOS] + bytes + 4; a list of ids must start with BOS."
-    if isinstance(prompt, str): prompt = prompt.encode("utf-8")
+    if isinstance(prompt, str): prompt = prompt.encode("utf-8")   # text is generated and read as UTF-8 bytes
     if isinstance(prompt, (bytes, bytearray)): return [BOS_ID] + [b + OFFSET for b in prompt]
     ids = [int(i) for i in prompt]
     if not ids or ids[0] != BOS_ID: raise ValueError("a prompt given as ids must start with BOS (id 1): BLT's first patch is BOS alone")
     if any(not 0 <= i < VOCAB_SIZE for i in ids): raise ValueError(f"prompt ids must be in 0..{VOCAB_SIZE - 1}")
     return ids
 
-
 def _stopped(new_ids: list[int], cfg: GenerateConfig, stops: list[bytes]) -> bool:
     "Does a row stop after generating new_ids (EOS, a stop string at the end, or the length limit)?"
     if len(new_ids) >= cfg.max_new_bytes: return True
     if cfg.stop_at_eos and new_ids and new_ids[-1] == EOS_ID: return True
     if stops and new_ids[-1] >= OFFSET:
-        tail = bytes(i - OFFSET for i in new_ids[-max(len(s) for s in stops):] if i >= OFFSET)
+        tail = bytes(i - OFFSET for i in new_ids[-max(len(s) for s in stops):] if i >= OFFSET)   # the last bytes only
         return any(tail.endswith(s) for s in stops)
     return False
 
@@ -110,7 +104,7 @@ class Generation:
     global_calls: int = 0                # forward calls of the global transformer
     global_patches: int = 0              # patch positions the global transformer computed (over all calls)
 
-    def new_ids(self, row: int = 0) -> list[int]: return self.tokens[row][self.prompt_lens[row]:]
+    def new_ids(self, row: int = 0) -> list[int]: return self.tokens[row][self.prompt_lens[row]:]   # EOS included
 
     def text(self, row: int = 0) -> str:
         "The generated bytes of a row as text (invalid UTF-8 replaced, EOS dropped)."
@@ -159,140 +153,49 @@ def generate_recompute(model: BLT, prompts: Sequence, patcher: PatcherConfig, sc
         out.patch_lengths.append([int(n) for n in prefix_patch_lengths(x, patcher, scorer)[0] if n > 0])
     return out
 
-# %% ../nbs/13_generate.ipynb #ace790e6
-class KVCache:
-    "Keys and values of one attention layer for B rows, in `capacity` slots: position p lives in slot p % capacity."
-    def __init__(self, batch: int, capacity: int, n_kv_heads: int, head_dim: int, device=None, dtype=torch.float32):
-        self.capacity = capacity
-        self.k = torch.zeros(batch, capacity, n_kv_heads, head_dim, device=device, dtype=dtype)   # [B,C,Hkv,D]
-        self.v = torch.zeros_like(self.k)                                                         # [B,C,Hkv,D]
-        self.pos = torch.full((batch, capacity), -1, dtype=torch.long, device=device)   # [B,C] position (-1 = empty)
-        self.doc = torch.zeros(batch, capacity, dtype=torch.long, device=device)        # [B,C] document id
-
-    def read(self, rows: Tensor, upto: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        "k, v [R,Hkv,C',D], pos, doc [R,C'] of rows (the first `upto` slots only, when given)."
-        s = slice(None, upto)
-        if rows.numel() == self.k.shape[0]: k, v, p, d = self.k[:, s], self.v[:, s], self.pos[:, s], self.doc[:, s]   # all rows, in order: views
-        else: k, v, p, d = self.k[rows, s], self.v[rows, s], self.pos[rows, s], self.doc[rows, s]
-        return k.transpose(1, 2), v.transpose(1, 2), p, d                             # [R,C',Hkv,D] -> [R,Hkv,C',D]
-
-    def write(self, rows: Tensor, pos: Tensor, doc: Tensor, k: Tensor, v: Tensor, valid: Tensor | None = None) -> None:
-        "Store k, v [R,Hkv,T,D] of positions pos [R,T] (only where valid [R,T]); a ring keeps the latest `capacity`."
-        T = pos.shape[1]
-        if T > self.capacity:                                                          # only the latest fit
-            pos, doc, k, v = pos[:, -self.capacity:], doc[:, -self.capacity:], k[:, :, -self.capacity:], v[:, :, -self.capacity:]
-            valid = None if valid is None else valid[:, -self.capacity:]
-        r, k, v = rows[:, None].expand_as(pos), k.transpose(1, 2), v.transpose(1, 2)  # [R,T]; [R,Hkv,T,D] -> [R,T,Hkv,D]
-        if valid is not None: r, pos, doc, k, v = r[valid], pos[valid], doc[valid], k[valid], v[valid]   # [N], [N,Hkv,D]
-        slot = pos % self.capacity
-        self.k[r, slot], self.v[r, slot], self.pos[r, slot], self.doc[r, slot] = k, v, pos, doc
-
-
-def attention_mask(q_pos: Tensor, q_doc: Tensor, k_pos: Tensor, k_doc: Tensor, window: int | None,
-                   use_doc: bool) -> Tensor:
-    "[R,1,T,K] bool: key j is a filled slot, not in the future, inside the window, and (use_doc) in the same document."
-    qp, kp = q_pos[:, :, None], k_pos[:, None, :]                                       # [R,T,1], [R,1,K]
-    m = (kp >= 0) & (kp <= qp)
-    if window is not None: m &= qp - kp < window
-    if use_doc: m &= q_doc[:, :, None] == k_doc[:, None, :]
-    return m[:, None]
-
-# %% ../nbs/13_generate.ipynb #0b877827
-def cached_attention(attn: Attention, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, rows: Tensor,
-                     pos: Tensor, doc: Tensor, window: int | None, use_doc: bool, valid: Tensor | None = None,
-                     upto: int | None = None) -> Tensor:
-    "attn (same weights) on new inputs x [R,T,d] at positions pos [R,T], reading and then extending the cache -> [R,T,d]."
-    q = attn.wq(x).unflatten(-1, (attn.n_heads, attn.head_dim)).transpose(1, 2)      # [R,T,H*D] -> [R,H,T,D]
-    k = attn.wk(x).unflatten(-1, (attn.n_kv_heads, attn.head_dim)).transpose(1, 2)   # [R,T,Hkv*D] -> [R,Hkv,T,D]
-    v = attn.wv(x).unflatten(-1, (attn.n_kv_heads, attn.head_dim)).transpose(1, 2)   # [R,T,Hkv*D] -> [R,Hkv,T,D]
-    q, k = apply_rope(q, k, cos, sin)
-    ck, cv, cpos, cdoc = cache.read(rows, upto)
-    K, V = torch.cat([ck, k], 2), torch.cat([cv, v], 2)                              # [R,Hkv,C+T,D]
-    kpos = torch.cat([cpos, pos if valid is None else pos.masked_fill(~valid, -1)], 1)   # [R,C+T]
-    mask = attention_mask(pos, doc, kpos, torch.cat([cdoc, doc], 1), window, use_doc)   # [R,1,T,C+T]
-    out = masked_attention(q, K, V, mask)                                            # [R,H,T,D]
-    cache.write(rows, pos, doc, k, v, valid)
-    return attn.wo(out.transpose(1, 2).flatten(2))                                   # [R,H,T,D] -> [R,T,H*D] -> [R,T,d]
-
-
-def cached_block(block: TransformerBlock, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, rows: Tensor,
-                 pos: Tensor, doc: Tensor, window: int | None, use_doc: bool, valid: Tensor | None = None,
-                 upto: int | None = None) -> Tensor:
-    "TransformerBlock.forward with a KV cache: h = x + attention(norm(x)); out = h + feed_forward(norm(h))."
-    h = x + cached_attention(block.attention, block.attention_norm(x), cos, sin, cache, rows, pos, doc, window,
-                             use_doc, valid, upto)
-    return h + block.feed_forward(block.ffn_norm(h))
-
-
-def _rope(pos: Tensor, cfg) -> tuple[Tensor, Tensor]:
-    "cos/sin [R,T,D/2] of positions pos [R,T] for a TransformerConfig."
-    return rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
-
-
-def _documents(tokens: Tensor, doc_before: Tensor, eos_id: int) -> Tensor:
-    "[R,T] document id of new tokens: doc_before [R] + number of EOS among the earlier new tokens."
-    is_eos = (tokens == eos_id).long()
-    return doc_before[:, None] + is_eos.cumsum(1) - is_eos
-
 # %% ../nbs/13_generate.ipynb #a083f73c
 class IncrementalBLT:
-    """Everything BLT needs to extend B rows by new bytes without recomputing the past: the entropy model's KV cache,
-    an online patcher per row, the encoder's and decoder's sliding-window KV caches, the encoder byte states (to
-    build a patch when it completes) and the global transformer's KV cache over patches."""
+    """The state that lets BLT extend B rows by new bytes without recomputing the past: the caches of the entropy
+    model, the local encoder, the global transformer and the local decoder; an online patcher per row; every encoder
+    layer's byte states (a patch's state is built from them once it completes) and the decoder slots of every patch.
+    It runs the model's own steps (`BLT.embed`, `LocalEncoder.run_layers` / `patch_states`, `GlobalTransformer`,
+    `LocalDecoder.slots` / `decode`, `EntropyModel`) on the new bytes; it has no forward logic of its own."""
     def __init__(self, model: BLT, patcher: PatcherConfig, scorer=None, batch_size: int = 1, max_len: int = 4096):
         self.model, self.cfg, self.patcher, self.scorer = model, model.config, _check_patcher(patcher), scorer
         if patcher.mode == "entropy" and scorer is None:
             raise ValueError("entropy patching needs a scorer: an EntropyModel or a fitted NGramEntropyModel")
-        p = next(model.parameters())
-        self.device, self.dtype, B, cfg = p.device, p.dtype, batch_size, model.config
-        self.B, self.max_len = B, max_len
+        p, B, cfg = next(model.parameters()), batch_size, model.config
+        self.device, self.B, self.max_len = p.device, B, max_len
         self.ids = torch.zeros(B, max_len, dtype=torch.long, device=self.device)     # [B,max_len] every byte read
         self.n = [0] * B                                                              # bytes read per row
-        self.doc = torch.zeros(B, dtype=torch.long, device=self.device)              # local document of the next byte
-        self.patchers = [IncrementalPatcher(patcher.mode, patcher.threshold if patcher.mode == "entropy" else 1.0,
-                                            patch_size=int(patcher.patch_size) if patcher.mode == "static" else None,
-                                            max_patch_length=patcher.max_patch_length) for _ in range(B)]
+        self.patchers = [IncrementalPatcher(patcher.mode, patcher.threshold, max_patch_length=patcher.max_patch_length,
+                                            patch_size=int(patcher.patch_size) if patcher.mode == "static" else None)
+                         for _ in range(B)]
         self.starts: list[list[int]] = [[] for _ in range(B)]                         # first byte of every patch
         self.done = [0] * B                                                           # completed patches per row
-        self.glob_doc = [0] * B                                                       # document of the next patch
-        lc, gc = cfg.encoder_layers, cfg.global_layers
-        ring = lambda c: KVCache(B, min(c.window or max_len, max_len), c.n_kv_heads, c.head_dim, self.device, self.dtype)
-        self.enc_cache = [ring(lc) for _ in range(lc.n_layers)]
-        self.dec_cache = [ring(cfg.decoder_layers) for _ in range(cfg.n_layers_decoder)]
-        self.glob_cache = [KVCache(B, max_len + 1, gc.n_kv_heads, gc.head_dim, self.device, self.dtype)
-                           for _ in range(gc.n_layers)]
-        self.enc_h = torch.zeros(lc.n_layers + 1, B, max_len, cfg.d_local, device=self.device, dtype=self.dtype)  # embeds, layer outputs
+        cache = lambda tc, n=max_len: KVCache.for_config(tc, B, n, self.device, p.dtype)
+        self.enc_cache, self.dec_cache = cache(cfg.encoder_layers), cache(cfg.decoder_layers)   # rings of local_window
+        self.glob_cache = cache(cfg.global_layers, max_len + 1)                       # every patch (at most bytes + 1)
+        self.ent_cache = (scorer.new_cache(B, max_len) if isinstance(scorer, EntropyModel) and patcher.mode == "entropy"
+                          else None)                                                  # None: n-gram or no scorer
+        self.enc_h = torch.zeros(cfg.n_layers_encoder + 1, B, max_len, cfg.d_local, device=self.device,
+                                 dtype=p.dtype)                                       # [L+1,B,max_len,d] embeds, layers
         k = cfg.cross_attn_k if cfg.cross_attn_decoder else 1
-        self.slots = torch.zeros(B, max_len + 1, k, cfg.d_local, device=self.device, dtype=self.dtype)  # decoder's view of each patch
+        self.slots = torch.zeros(B, max_len + 1, k, cfg.d_local, device=self.device, dtype=p.dtype)  # [B,P,k,d]
         self.global_calls = self.global_patches = 0
-        self.ent_cache = None
-        if isinstance(scorer, EntropyModel) and patcher.mode == "entropy":
-            ec = scorer.cfg.transformer_config()
-            self.ent_cache = [KVCache(B, min(ec.window or max_len, max_len), ec.n_kv_heads, ec.head_dim, self.device,
-                                      self.dtype) for _ in range(ec.n_layers)]
-            self.ent_doc = torch.zeros(B, dtype=torch.long, device=self.device)
-
 
     # -- the pieces of one extension, in the order the bytes flow --
-    def _entropies(self, rows: Tensor, tokens: Tensor, pos: Tensor) -> Tensor | None:
+    def _entropies(self, rows: Tensor, tokens: Tensor) -> Tensor | None:
         "Entropy [R,T] (nats) of the next-byte prediction after each new byte (entropy mode), else None."
         if self.patcher.mode != "entropy": return None
-        if self.ent_cache is None:                                                   # n-gram: a short tail is enough
-            out = []
-            for i, r in enumerate(rows.tolist()):
-                lo = max(0, self.n[r] - (self.scorer.order - 1))                      # its context: order-1 bytes
-                x = torch.cat([self.ids[r, lo:self.n[r]], tokens[i]])[None]          # [1, ctx+T]
-                out.append(self.scorer.entropies(x.cpu())[0, -tokens.shape[1]:])
-            return torch.stack(out).to(self.device)                                  # [R,T]
-        m = self.scorer
-        ec = m.cfg.transformer_config()
-        doc = _documents(tokens, self.ent_doc[rows], m.cfg.eos_id)                   # [R,T]
-        self.ent_doc[rows] = doc[:, -1] + (tokens[:, -1] == m.cfg.eos_id).long()
-        cos, sin = _rope(pos, ec)
-        h, upto = m.tok_embeddings(tokens), min(self.ent_cache[0].capacity, max(self.n[r] for r in rows.tolist()))
-        for layer, cache in zip(m.transformer.layers, self.ent_cache):
-            h = cached_block(layer, h, cos, sin, cache, rows, pos, doc, ec.window, True, upto=upto)
-        return entropy_from_logits(m.output(m.norm(h)))                              # [R,T]
+        if self.ent_cache is not None:                                               # neural: the model on its cache
+            return entropy_from_logits(self.scorer(tokens, cache=self.ent_cache, rows=rows))
+        out = []                                                                      # n-gram: a short tail is enough
+        for i, r in enumerate(rows.tolist()):
+            lo = max(0, self.n[r] - (self.scorer.order - 1))                          # its context: order-1 bytes
+            x = torch.cat([self.ids[r, lo:self.n[r]], tokens[i]])[None]              # [1, ctx+T]
+            out.append(self.scorer.entropies(x.cpu())[0, -tokens.shape[1]:])
+        return torch.stack(out).to(self.device)                                      # [R,T]
 
     def _decide(self, rows: Tensor, tokens: Tensor, H: Tensor | None) -> Tensor:
         "[R,T] bool: does the byte after each new byte open a patch? (Also records where patches start.)"
@@ -305,125 +208,89 @@ class IncrementalBLT:
                 out[i, t] = p.append(tok, None if ents is None else ents[i][t])
         return out.to(self.device)
 
-    def _embed(self, rows: Tensor, tokens: Tensor, pos: Tensor) -> Tensor:
-        "Byte + hash n-gram embeddings [R,T,d] of the new bytes (the hashes read the earlier bytes from self.ids)."
-        e = self.model.local_encoder.tok_embeddings(tokens)
-        hem = self.model.encoder_hash_tok_embedding
-        if hem is None: return e
-        m = max(hem.config.group_sizes) - 1                                          # context bytes the hashes need
-        if m == 0: return e + hem(tokens)
-        cpos = pos[:, :1] - m + torch.arange(m, device=self.device)                  # [R,m] earlier positions
-        ctx = torch.gather(self.ids[rows], 1, cpos.clamp(min=0)).masked_fill(cpos < 0, 0)   # before the row: 0, as the hash pads
-        return e + hem(torch.cat([ctx, tokens], 1))[:, m:]                           # [R,m+T,d] -> [R,T,d]
+    def _ends_document(self, tokens: Tensor) -> Tensor:
+        "[R,T] bool: the bytes after which BLT's local masks cut (EOS, when the model uses document masks)."
+        return (tokens == EOS_ID) & self.cfg.document_mask
 
-    def _encode(self, rows: Tensor, e: Tensor, pos: Tensor, doc: Tensor) -> Tensor:
-        "Local encoder blocks over the new bytes with their caches; keeps every layer's byte states -> [R,T,d]."
-        lc, h = self.cfg.encoder_layers, e
-        cos, sin = _rope(pos, lc)
-        upto = min(self.enc_cache[0].capacity, max(self.n[r] for r in rows.tolist()))
-        self.enc_h[0, rows[:, None], pos] = h
-        for i, (layer, cache) in enumerate(zip(self.model.local_encoder.layers, self.enc_cache)):
-            h = cached_block(layer, h, cos, sin, cache, rows, pos, doc, lc.window, self.cfg.document_mask, upto=upto)
-            self.enc_h[i + 1, rows[:, None], pos] = h
-        return h
+    def _encode(self, rows: Tensor, tokens: Tensor, pos: Tensor) -> Tensor:
+        "Local encoder over the new bytes on its cache; keeps every layer's byte states -> the last layer's [R,T,d]."
+        m = self.model.embed_context                                                  # earlier ids the hashes read
+        cpos = pos[:, :1] - m + torch.arange(m, device=self.device)                   # [R,m] their positions
+        ctx = torch.gather(self.ids[rows], 1, cpos.clamp(min=0)).masked_fill(cpos < 0, 0)   # before the row: 0
+        mask, pos = self.enc_cache.start(rows, self._ends_document(tokens))
+        hs = self.model.local_encoder.run_layers(self.model.embed(tokens, ctx), mask, pos, self.enc_cache)
+        self.enc_h[:, rows[:, None], pos] = torch.stack(hs)                           # [L+1,R,T,d]
+        return hs[-1]
 
     def _patch_states(self, r: int, q0: int, q1: int, hi: int) -> Tensor:
-        "Encoder states [q1-q0+1, global_input_dim] of the completed patches q0..q1 of row r (bytes end at hi)."
-        cfg, enc = self.cfg, self.model.local_encoder
-        qlo = max(0, q0 - (cfg.cross_attn_window_encoder or 1) + 1)                   # the oldest patch their bytes read
+        "Encoder states [q1-q0+1, global_input_dim] of the completed patches q0..q1 of row r (their bytes end at hi)."
+        qlo = max(0, q0 - (self.cfg.cross_attn_window_encoder or 1) + 1)              # the oldest patch their bytes read
         st = self.starts[r]
         lens = [st[q + 1] - st[q] for q in range(qlo, q1)] + [hi - st[q1]]
         lo, n = st[qlo], q1 - qlo + 1
         pid = patch_ids_from_lengths(torch.tensor([lens], device=self.device), hi - lo)   # [1,hi-lo] local patch ids
-        hs = self.enc_h[:, r:r + 1, lo:hi]                                            # [L+1,1,hi-lo,d]
-        last, patches = len(enc.layers) - 1, None
-        if not cfg.cross_attn_encoder: patches = max_pool_patches(hs[-1], pid, n)     # [1,n,d]
-        else:
-            mask = encoder_cross_mask(pid, n, cfg.cross_attn_k, cfg.cross_attn_window_encoder)   # [1,1,n*k,hi-lo]
-            if cfg.query_init == "embedding": patches = enc._queries(hs[0], pid, n)
-            for i in range(len(enc.layers)):
-                if i == last or cfg.cross_attn_all_layers_encoder:
-                    if patches is None or cfg.repool_every_layer: patches = enc._queries(hs[i + 1], pid, n)
-                    xattn = enc.cross_attn_layers[i if cfg.cross_attn_all_layers_encoder else 0]
-                    patches = patches + xattn(patches, hs[i + 1], mask)
-        return patches.reshape(n, -1)[q0 - qlo:]                                      # [1,n*k,d] -> [n,k*d] -> [q1-q0+1,k*d]
+        hs = list(self.enc_h[:, r:r + 1, lo:hi])                                      # L+1 x [1,hi-lo,d]
+        patches = self.model.local_encoder.patch_states(hs, pid, n)                   # [1,n*k,d] or [1,n,d]
+        return patches.reshape(n, -1)[q0 - qlo:]                                      # -> [n,k*d] -> [q1-q0+1,k*d]
+
+    def _completed(self, rows: list[int], nxt: Tensor, pos: Tensor) -> list[tuple[int, int, Tensor]]:
+        "(row, first patch, encoder states [n,global_input_dim]) for each row whose new bytes completed patches."
+        work = []
+        for i, r in enumerate(rows):
+            t_end = nxt[i].nonzero().flatten().tolist()                               # new bytes that end a patch
+            if not t_end: continue
+            q0, q1 = self.done[r], self.done[r] + len(t_end) - 1
+            work.append((r, q0, self._patch_states(r, q0, q1, int(pos[i, t_end[-1]]) + 1)))
+            self.done[r] = q1 + 1
+        return work
 
     def _global(self, work: list[tuple[int, int, Tensor]]) -> None:
-        "Run the global transformer once over the completed patches (row, first patch, states [n,·]); store the decoder slots."
-        cfg, gc, glob, dec = self.cfg, self.cfg.global_layers, self.model.global_transformer, self.model.local_decoder
-        R, nmax = len(work), max(x.shape[0] for _, _, x in work)
-        x = torch.zeros(R, nmax, work[0][2].shape[1], device=self.device, dtype=self.dtype)   # [R,nmax,global_input_dim]
-        valid = torch.zeros(R, nmax, dtype=torch.bool, device=self.device)
-        gpos = torch.zeros(R, nmax, dtype=torch.long, device=self.device)
-        gdoc = torch.zeros(R, nmax, dtype=torch.long, device=self.device)
+        "Run the global transformer once over the completed patches of every row in `work`; store their decoder slots."
+        R, nmax = len(work), max(s.shape[0] for _, _, s in work)
+        x = torch.zeros(R, nmax, work[0][2].shape[1], device=self.device, dtype=work[0][2].dtype)  # [R,nmax,·]
+        valid = torch.zeros(R, nmax, dtype=torch.bool, device=self.device)            # [R,nmax] real patches
+        eos = torch.zeros(R, nmax, dtype=torch.bool, device=self.device)              # [R,nmax] patch holds an EOS
         for i, (r, q0, s) in enumerate(work):
             n, st = s.shape[0], self.starts[r]
             x[i, :n], valid[i, :n] = s, True
-            gpos[i] = q0 + torch.arange(nmax, device=self.device)
-            ends = st[q0 + 1:q0 + n + 1]
-            if len(ends) < n: ends = ends + [self.n[r]]                                # the last may end at the newest byte
-            flags = [bool((self.ids[r, st[q]:e] == EOS_ID).any()) for q, e in zip(range(q0, q0 + n), ends)]
-            for j, f in enumerate(flags):                                              # a patch with EOS ends a document
-                gdoc[i, j] = self.glob_doc[r]; self.glob_doc[r] += f
-        rows = torch.tensor([r for r, _, _ in work], device=self.device)
-        g = x if glob.token_embedding_projection is None else glob.token_embedding_projection(x)
-        cos, sin = _rope(gpos, gc)
-        upto = max(q0 for _, q0, _ in work)
-        for layer, cache in zip(glob.layers, self.glob_cache):
-            g = cached_block(layer, g, cos, sin, cache, rows, gpos, gdoc, None, cfg.document_mask, valid, upto)
-        s = dec.patch_embedding_projection(g).reshape(R, nmax, -1, cfg.d_local)       # [R,nmax,k*d] -> [R,nmax,k,d]
-        for i, (r, q0, xs) in enumerate(work): self.slots[r, q0:q0 + xs.shape[0]] = s[i, :xs.shape[0]]
+            ends = (st + [self.n[r]])[q0 + 1:q0 + n + 1]                               # the last may end at the newest byte
+            for j, (a, b) in enumerate(zip(st[q0:q0 + n], ends)): eos[i, j] = bool((self.ids[r, a:b] == EOS_ID).any())
+        mask, pos = self.glob_cache.start(torch.tensor([r for r, _, _ in work], device=self.device),
+                                          eos & self.cfg.document_mask, valid)
+        slots = self.model.local_decoder.slots(self.model.global_transformer(x, mask, pos, self.glob_cache))
+        for i, (r, q0, s) in enumerate(work): self.slots[r, q0:q0 + s.shape[0]] = slots[i, :s.shape[0]]
         self.global_calls += 1
         self.global_patches += int(valid.sum())
 
-    def _decode(self, rows: Tensor, h: Tensor, pos: Tensor, doc: Tensor, dec_id: Tensor) -> Tensor:
-        "Local decoder over the new bytes: cross-attention to patch dec_id (and the window before it) -> logits [R,T,V]."
-        cfg, dec, dc = self.cfg, self.model.local_decoder, self.cfg.decoder_layers
-        R, T, d = h.shape
-        cos, sin = _rope(pos, dc)
-        if cfg.cross_attn_decoder:
-            W, k = cfg.cross_attn_window_decoder or 1, cfg.cross_attn_k
-            idx = dec_id[..., None] - torch.arange(W - 1, -1, -1, device=self.device)  # [R,T,W] patches read
-            kv = self.slots[rows[:, None, None], idx.clamp(min=0)].reshape(R * T, W * k, d)   # [R,T,W,k,d] -> [R*T,W*k,d]
-            mask = (idx >= 0)[..., None].expand(R, T, W, k).reshape(R * T, 1, 1, W * k)      # [R*T,1,1,W*k]
-        else: h = h + self.slots[rows[:, None], dec_id, 0]                             # gather + add
-        upto = min(self.dec_cache[0].capacity, max(self.n[r] for r in rows.tolist()))
-        for i, (layer, cache) in enumerate(zip(dec.layers, self.dec_cache)):
-            if cfg.cross_attn_decoder and (i == 0 or cfg.cross_attn_all_layers_decoder):
-                h = h + dec.cross_attn_layers[i](h.reshape(R * T, 1, d), kv, mask).reshape(R, T, d)
-            h = cached_block(layer, h, cos, sin, cache, rows, pos, doc, dc.window, cfg.document_mask, upto=upto)
-        return dec.output(dec.norm(h)).float()                                        # [R,T,V]
+    def _decode(self, rows: Tensor, tokens: Tensor, h: Tensor, dec_id: Tensor) -> Tensor:
+        "Local decoder over the new bytes on its cache; byte t reads patch dec_id [R,T] (and its window) -> logits [R,T,V]."
+        lo = (dec_id.min(1).values - (self.cfg.cross_attn_window_decoder or 1) + 1).clamp(min=0)   # [R] oldest read
+        span = int((dec_id.max(1).values - lo).max()) + 1                             # patches handed over per row
+        idx = (lo[:, None] + torch.arange(span, device=self.device)).clamp(max=self.slots.shape[1] - 1)   # [R,span]
+        mask, pos = self.dec_cache.start(rows, self._ends_document(tokens))
+        return self.model.local_decoder.decode(h, self.slots[rows[:, None], idx], dec_id - lo[:, None], mask,
+                                               positions=pos, cache=self.dec_cache)   # slots [R,span,k,d]
 
     @torch.inference_mode()
     def extend(self, rows: Sequence[int], tokens: Tensor) -> Tensor:
         "Read new bytes tokens [R,T] at the end of rows; returns the next-byte logits [R,T,260] after each of them."
         rows_l = [int(r) for r in rows]
         tokens = torch.as_tensor(tokens, device=self.device).long().reshape(len(rows_l), -1)   # [R,T]
-        T = tokens.shape[1]
-        if any(self.n[r] + T > self.max_len for r in rows_l):
+        if any(self.n[r] + tokens.shape[1] > self.max_len for r in rows_l):
             raise ValueError(f"a row would exceed max_len={self.max_len} bytes: create IncrementalBLT with a larger max_len")
         if any(self.n[r] == 0 and tokens[i, 0] != BOS_ID for i, r in enumerate(rows_l)):
             raise ValueError("every row must start with BOS (id 1): BLT's first patch is BOS alone")
         rows = torch.tensor(rows_l, device=self.device)
-        pos = torch.tensor([self.n[r] for r in rows_l], device=self.device)[:, None] + torch.arange(T, device=self.device)
-        self.ids[rows[:, None], pos] = tokens
-        H = self._entropies(rows, tokens, pos)                                        # 1. the entropy model
-        nxt = self._decide(rows, tokens, H)                                           # 2. patch boundaries, online
-        doc = _documents(tokens, self.doc[rows], EOS_ID)                              # [R,T] local documents
-        self.doc[rows] = doc[:, -1] + (tokens[:, -1] == EOS_ID).long()
-        h = self._encode(rows, self._embed(rows, tokens, pos), pos, doc)              # 3. the local encoder
+        pos = torch.tensor([self.n[r] for r in rows_l], device=self.device)[:, None] + torch.arange(tokens.shape[1], device=self.device)
+        self.ids[rows[:, None], pos] = tokens                                         # [R,T] positions of the new bytes
+        nxt = self._decide(rows, tokens, self._entropies(rows, tokens))               # 1-2. entropies, patch boundaries
+        h = self._encode(rows, tokens, pos)                                           # 3. the local encoder
         done0 = torch.tensor([self.done[r] for r in rows_l], device=self.device)
-        for r in rows_l: self.n[r] += T
-        work = []                                                                     # 4. completed patches ...
-        for i, r in enumerate(rows_l):
-            t_end = nxt[i].nonzero().flatten().tolist()
-            if not t_end: continue
-            q0, q1 = self.done[r], self.done[r] + len(t_end) - 1
-            work.append((r, q0, self._patch_states(r, q0, q1, int(pos[i, t_end[-1]]) + 1)))
-            self.done[r] = q1 + 1
-        if work: self._global(work)                                                   # 5. ... go through the global model once
+        for r in rows_l: self.n[r] += tokens.shape[1]
+        work = self._completed(rows_l, nxt, pos)                                      # 4. completed patches ...
+        if work: self._global(work)                                                   # 5. ... through the global model once
         dec_id = done0[:, None] + nxt.long().cumsum(1) - 1                            # [R,T] the last completed patch
-        return self._decode(rows, h, pos, doc, dec_id)                                # 6. the local decoder
+        return self._decode(rows, tokens, h, dec_id)                                  # 6. the local decoder
 
     def patch_lengths(self, row: int) -> list[int]:
         "Patches of the row so far, the next byte included (sum = bytes read + 1)."

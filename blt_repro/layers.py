@@ -4,7 +4,6 @@
 
 # %% ../nbs/05_layers.ipynb #7c7793f5
 from __future__ import annotations
-import dataclasses
 from dataclasses import dataclass
 
 # %% auto #0
@@ -12,13 +11,14 @@ __all__ = ['HF_BLOCK_NAMES', 'RMSNorm', 'rope_cos_sin', 'apply_rope', 'rope_halv
            'TransformerConfig', 'masked_attention', 'Attention', 'SwiGLU', 'TransformerBlock', 'Transformer',
            'causal_mask', 'sliding_window_mask', 'document_ids', 'document_causal_mask', 'BandedMask',
            'banded_attention', 'local_attention_mask', 'patch_eos_flags', 'block_causal_patch_mask',
-           'encoder_cross_mask', 'decoder_cross_mask', 'causality_violation']
+           'encoder_cross_mask', 'decoder_cross_mask', 'KVCache', 'causality_violation']
 
 # %% ../nbs/05_layers.ipynb #a02b0ac2
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .core import config_from_dict
 from .tokenizer import EOS_ID
 
 # %% ../nbs/05_layers.ipynb #e4ae633e
@@ -105,13 +105,11 @@ class TransformerConfig:
         "SwiGLU width: ffn_hidden if given, else the official rule."
         return self.ffn_hidden or ffn_hidden_dim(self.dim, self.ffn_dim_multiplier, self.multiple_of)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TransformerConfig:
-        "Build from a dict, failing on unknown keys (typos must not be silently ignored)."
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown TransformerConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**d)
+    def rope(self, positions: int | Tensor, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        "The RoPE cos/sin tables of this stack (its head_dim and θ) for positions (an int S, or a [S] / [B,S] tensor)."
+        return rope_cos_sin(positions, self.head_dim, self.rope_theta, device)
+
+    from_dict = classmethod(config_from_dict)         # from a dict, failing on unknown keys (a typo must not pass)
 
 # %% ../nbs/05_layers.ipynb #a914e4de
 def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
@@ -127,7 +125,7 @@ def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 
 # %% ../nbs/05_layers.ipynb #838623a9
 class Attention(nn.Module):
-    "Multi-head self-attention with grouped KV heads, RoPE, and an explicit boolean mask."
+    "Multi-head self-attention with grouped KV heads, RoPE, an explicit boolean mask and an optional KV cache."
     def __init__(self, dim: int, n_heads: int, n_kv_heads: int | None = None):
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads
@@ -139,12 +137,16 @@ class Attention(nn.Module):
         self.wv = nn.Linear(dim, self.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(n_heads * self.head_dim, dim, bias=False)
 
-    def forward(self, x: Tensor, mask: Tensor, cos: Tensor | None = None, sin: Tensor | None = None) -> Tensor:
-        "x [B,S,dim], mask bool [B|1,H|1,S,S], cos/sin from rope_cos_sin (None = no RoPE) -> [B,S,dim]."
+    def forward(self, x: Tensor, mask: Tensor, cos: Tensor | None = None, sin: Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        """x [B,S,dim], mask bool [B|1,H|1,S,K], cos/sin from rope_cos_sin (None = no RoPE) -> [B,S,dim].
+        Without a cache the keys are x's own (K = S). With a `KVCache` (below; mask from its `start`) they are the
+        cached keys of this `layer` followed by x's, which the cache then keeps."""
         q = self.wq(x).unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)     # [B,S,H*D] -> [B,H,S,D]
         k = self.wk(x).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)  # [B,S,Hkv*D] -> [B,Hkv,S,D]
         v = self.wv(x).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)  # [B,S,Hkv*D] -> [B,Hkv,S,D]
         if cos is not None: q, k = apply_rope(q, k, cos, sin)
+        if cache is not None: k, v = cache.update(layer, k, v)  # [B,Hkv,K,D]: the past, then these S positions
         out = masked_attention(q, k, v, mask)                  # [B,H,S,D]
         return self.wo(out.transpose(1, 2).flatten(2))         # [B,H,S,D] -> [B,S,H*D] -> [B,S,dim]
 
@@ -168,8 +170,10 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = SwiGLU(cfg.dim, cfg.hidden_dim)
 
-    def forward(self, x: Tensor, mask: Tensor, cos: Tensor | None = None, sin: Tensor | None = None) -> Tensor:
-        h = x + self.attention(self.attention_norm(x), mask, cos, sin)
+    def forward(self, x: Tensor, mask: Tensor, cos: Tensor | None = None, sin: Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        "x [B,S,dim] -> [B,S,dim]; mask, cos/sin, cache and layer as in `Attention.forward`."
+        h = x + self.attention(self.attention_norm(x), mask, cos, sin, cache, layer)
         return h + self.feed_forward(self.ffn_norm(h))
 
 class Transformer(nn.Module):
@@ -179,11 +183,11 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
 
-    def forward(self, x: Tensor, mask: Tensor, positions: Tensor | None = None) -> Tensor:
-        "x [B,S,dim], mask (bool [B|1,1,S,S] or BandedMask), positions [S] or [B,S] (default 0..S-1) -> [B,S,dim]."
-        cos, sin = rope_cos_sin(positions if positions is not None else x.shape[1], self.cfg.head_dim,
-                                self.cfg.rope_theta, device=x.device)
-        for layer in self.layers: x = layer(x, mask, cos, sin)
+    def forward(self, x: Tensor, mask: Tensor, positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        """x [B,S,dim], mask (bool [B|1,1,S,S] or BandedMask), positions [S] or [B,S] (default 0..S-1) -> [B,S,dim].
+        With a `KVCache`, x holds the next positions of some rows and mask, positions come from `cache.start`."""
+        cos, sin = self.cfg.rope(positions if positions is not None else x.shape[1], x.device)
+        for i, layer in enumerate(self.layers): x = layer(x, mask, cos, sin, cache, i)   # layer i reads cache layer i
         return x
 
 # %% ../nbs/05_layers.ipynb #a7831311
@@ -315,6 +319,69 @@ def decoder_cross_mask(decoder_patch_ids: Tensor, n_patches: int, k: int = 1, wi
     p = torch.arange(n_patches, device=decoder_patch_ids.device)
     m = _patch_window(decoder_patch_ids[:, :, None], p[None, None, :], window)  # [B,S,P]
     return m.repeat_interleave(k, dim=2)[:, None]              # [B,S,P] -> [B,S,P*k] -> [B,1,S,P*k]
+
+# %% ../nbs/05_layers.ipynb #c28d6e75
+class KVCache:
+    """Keys and values of every layer of one block stack, for B rows that each grow at their own pace. Position p of a
+    row lives in slot p % capacity, so a capacity of at least the attention window makes it a ring that keeps exactly
+    what can still be read. One step: `mask, positions = start(rows, is_eos)`, then the stack's forward with this cache."""
+    def __init__(self, n_layers: int, batch: int, capacity: int, n_kv_heads: int, head_dim: int,
+                 window: int | None = None, device=None, dtype=torch.float32):
+        self.capacity, self.window = capacity, window
+        self.k = torch.zeros(n_layers, batch, capacity, n_kv_heads, head_dim, device=device, dtype=dtype)  # [L,B,C,Hkv,D]
+        self.v = torch.zeros_like(self.k)                                              # [L,B,C,Hkv,D]
+        self.pos = torch.full((batch, capacity), -1, dtype=torch.long, device=device)  # [B,C] position in a slot (-1: empty)
+        self.doc = torch.zeros(batch, capacity, dtype=torch.long, device=device)       # [B,C] document of a slot
+        self.length = torch.zeros(batch, dtype=torch.long, device=device)              # [B] positions read per row
+        self.next_doc = torch.zeros(batch, dtype=torch.long, device=device)            # [B] document of the next position
+        self.used = 0                                  # slots filled in any row: reads stop there
+
+    @classmethod
+    def for_config(cls, cfg: TransformerConfig, batch: int, max_len: int, device=None, dtype=torch.float32) -> KVCache:
+        "A cache for a stack shaped like cfg and rows of up to max_len positions (a ring of cfg.window slots if windowed)."
+        capacity = min(cfg.window or max_len, max_len)
+        return cls(cfg.n_layers, batch, capacity, cfg.n_kv_heads, cfg.head_dim, cfg.window, device, dtype)
+
+    def start(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Begin a step that appends T positions to each of `rows` [R] (None: all rows, in order); is_eos [R,T]: which
+        of them end a document (all False: no document masking); valid [R,T]: which exist (default all).
+        Returns (mask [R,1,T,K] over the K = cached + T keys, positions [R,T])."""
+        rows = torch.arange(self.pos.shape[0], device=is_eos.device) if rows is None else rows
+        valid = torch.ones_like(is_eos, dtype=torch.bool) if valid is None else valid
+        pos = self.length[rows, None] + torch.arange(is_eos.shape[1], device=rows.device)   # [R,T]
+        eos = (is_eos & valid).long()
+        doc = self.next_doc[rows, None] + eos.cumsum(1) - eos  # [R,T]: a document ends with its EOS
+        self.length[rows] += valid.sum(1); self.next_doc[rows] += eos.sum(1)
+        keep = valid[:, -self.capacity:]                       # [R,T'] what gets stored: the latest `capacity`, if valid
+        every = rows.numel() == self.pos.shape[0] and bool((rows == torch.arange(rows.numel(), device=rows.device)).all())
+        self._step = (None if every else rows, self.used, rows[:, None].expand_as(pos)[:, -self.capacity:][keep],
+                      (pos[:, -self.capacity:] % self.capacity)[keep], keep)   # rows, slots read, then written [N]
+        kpos = torch.cat([self._read(self.pos), pos.masked_fill(~valid, -1)], 1)   # [R,K]; padding is no key
+        kdoc = torch.cat([self._read(self.doc), doc], 1)                            # [R,K]
+        self._store(self.pos, pos); self._store(self.doc, doc)
+        self.used = min(self.capacity, int(self.length.max()))
+        qp, kp = pos[:, :, None], kpos[:, None, :]                                 # [R,T,1], [R,1,K]
+        mask = (kp >= 0) & (kp <= qp) & (doc[:, :, None] == kdoc[:, None, :])      # [R,T,K] filled, causal, same doc
+        if self.window is not None: mask &= qp - kp < self.window                  # and inside the window
+        return mask[:, None], pos                                                  # [R,T,K] -> [R,1,T,K]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        "Keys and values k, v [R,Hkv,T,D] of `layer` in this step: stored, and returned after the cached ones [R,Hkv,K,D]."
+        k, v = k.transpose(1, 2), v.transpose(1, 2)                                # [R,Hkv,T,D] -> [R,T,Hkv,D]
+        K = torch.cat([self._read(self.k[layer]), k], 1).transpose(1, 2)           # [R,K,Hkv,D] -> [R,Hkv,K,D]
+        V = torch.cat([self._read(self.v[layer]), v], 1).transpose(1, 2)           # [R,K,Hkv,D] -> [R,Hkv,K,D]
+        self._store(self.k[layer], k); self._store(self.v[layer], v)
+        return K, V
+
+    def _read(self, t: Tensor) -> Tensor:
+        "The filled slots of this step's rows: t [B,C,...] -> [R,used,...] (a view when the step has every row, in order)."
+        rows, used = self._step[:2]                    # rows None: the step has every row, in order
+        return t[:, :used] if rows is None else t[rows, :used]
+
+    def _store(self, t: Tensor, x: Tensor) -> None:
+        "Write this step's new entries x [R,T,...] into their slots of t [B,C,...]."
+        _, _, r, slot, keep = self._step
+        t[r, slot] = x[:, -self.capacity:][keep]                                   # [N,...]
 
 # %% ../nbs/05_layers.ipynb #ba3360e9
 def causality_violation(model: nn.Module, x: Tensor, x_changed: Tensor, t: int, mask_fn) -> float:

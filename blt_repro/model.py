@@ -15,10 +15,10 @@ __all__ = ['BLTConfig', 'CrossAttention', 'max_pool_patches', 'max_pool_patches_
 import torch
 from torch import Tensor, nn
 
+from .core import check_int, config_from_dict
 from .tokenizer import EOS_ID, VOCAB_SIZE
-from .layers import (RMSNorm, TransformerConfig, TransformerBlock, rope_cos_sin, masked_attention,
-                              causal_mask, sliding_window_mask, document_causal_mask, block_causal_patch_mask,
-                              encoder_cross_mask, decoder_cross_mask, local_attention_mask)
+from .layers import (KVCache, RMSNorm, TransformerConfig, TransformerBlock, masked_attention, causal_mask,
+                              block_causal_patch_mask, encoder_cross_mask, decoder_cross_mask, local_attention_mask)
 from .hashing import HashNgramConfig, HashNgramEmbedding
 from .patching import check_lengths, patch_ids_from_lengths, decoder_patch_ids_from_lengths
 
@@ -61,18 +61,16 @@ class BLTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "d_local", "d_global", "n_layers_encoder", "n_layers_global", "n_layers_decoder",
                      "n_heads_local", "n_heads_global", "cross_attn_k"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"BLTConfig.{name} must be a positive int, got {v!r}")
+            check_int(f"BLTConfig.{name}", getattr(self, name))             # a positive int
         if isinstance(self.hash, dict): self.hash = HashNgramConfig(**self.hash)
         if self.n_kv_heads_local is None: self.n_kv_heads_local = self.n_heads_local
         if self.n_kv_heads_global is None: self.n_kv_heads_global = self.n_heads_global
-        if self.n_heads_cross is None: self.n_heads_cross, self.n_kv_heads_cross = self.n_heads_local, self.n_kv_heads_cross or self.n_kv_heads_local
-        if self.n_kv_heads_cross is None: self.n_kv_heads_cross = self.n_heads_cross
+        if self.n_heads_cross is None:                  # the HF port's default: cross-attention uses the local heads
+            self.n_heads_cross = self.n_heads_local
+            self.n_kv_heads_cross = self.n_kv_heads_cross or self.n_kv_heads_local
+        if self.n_kv_heads_cross is None: self.n_kv_heads_cross = self.n_heads_cross   # no grouping given: none
         for name in ("cross_attn_window_encoder", "cross_attn_window_decoder", "local_window"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"BLTConfig.{name} must be an int >= 1 or None, got {v!r}")
+            check_int(f"BLTConfig.{name}", getattr(self, name), none_ok=True)   # a window >= 1, or None
         if self.hash is not None and self.hash.dim != self.d_local:
             raise ValueError(f"hash.dim={self.hash.dim} must equal d_local={self.d_local} (hash embeddings are summed onto byte embeddings)")
         if self.query_init not in ("layer", "embedding"):
@@ -81,7 +79,7 @@ class BLTConfig:
             raise ValueError("repool_every_layer=True re-pools layer outputs; it needs query_init='layer'")
         if self.vocab_size != VOCAB_SIZE:
             raise ValueError(f"vocab_size must be {VOCAB_SIZE} (256 bytes + 4 special ids), got {self.vocab_size}")
-        for block in (self.encoder_layers, self.global_layers, self.decoder_layers): pass  # validates heads, dims, widths
+        self.encoder_layers, self.global_layers, self.decoder_layers   # building each stack's config validates its shape
         if self.d_local % self.n_heads_cross or self.n_heads_cross % self.n_kv_heads_cross:
             raise ValueError(f"cross-attention needs d_local % n_heads_cross == 0 and n_heads_cross % n_kv_heads_cross == 0, "
                              f"got d_local={self.d_local}, n_heads_cross={self.n_heads_cross}, n_kv_heads_cross={self.n_kv_heads_cross}")
@@ -115,13 +113,7 @@ class BLTConfig:
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "BLTConfig":
-        "Build from a dict (e.g. `to_dict()` output), failing on unknown keys: typos must not be silently ignored."
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown BLTConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**d)
+    from_dict = classmethod(config_from_dict)    # from a dict (e.g. `to_dict()` output), failing on unknown keys
 
     @classmethod
     def tiny(cls, **overrides) -> "BLTConfig":
@@ -196,21 +188,36 @@ class LocalEncoder(nn.Module):
         pooled = max_pool_patches(h, patch_ids, n_patches)                 # [B,P,d]
         return self.patch_embedding_projection(pooled).reshape(B, n_patches * k, d)  # [B,P,k*d] -> [B,P*k,d]
 
+    def run_layers(self, embeds: Tensor, mask: Tensor, positions: Tensor | None = None,
+                   cache: KVCache | None = None) -> list[Tensor]:
+        """The local blocks over embeds [B,S,d] -> [embeds, layer 1 output, ..., layer L output], each [B,S,d].
+        positions [B,S] (default 0..S-1) and a KVCache with its mask: the next bytes of a row (layers.Transformer)."""
+        lc = self.cfg.encoder_layers
+        cos, sin = lc.rope(positions if positions is not None else embeds.shape[1], embeds.device)
+        hs = [embeds]
+        for i, layer in enumerate(self.layers): hs.append(layer(hs[-1], mask, cos, sin, cache, i))
+        return hs
+
+    def patch_states(self, hs: list[Tensor], patch_ids: Tensor, n_patches: int,
+                     cross_mask: Tensor | None = None) -> Tensor:
+        """Patch states from the byte states hs of `run_layers` and patch_ids [B,S]: [B,P*k,d] by cross-attention, or
+        max-pooled [B,P,d] without it. cross_mask [B,1,P*k,S] (default: built from patch_ids)."""
+        cfg, L = self.cfg, len(self.layers)
+        if not cfg.cross_attn_encoder: return max_pool_patches(hs[-1], patch_ids, n_patches)   # [B,P,d]
+        if cross_mask is None:
+            cross_mask = encoder_cross_mask(patch_ids, n_patches, cfg.cross_attn_k, cfg.cross_attn_window_encoder)
+        patches = self._queries(hs[0], patch_ids, n_patches) if cfg.query_init == "embedding" else None
+        after = range(L) if cfg.cross_attn_all_layers_encoder else [L - 1]     # the layers followed by cross-attention
+        for i, xattn in zip(after, self.cross_attn_layers):
+            if patches is None or cfg.repool_every_layer: patches = self._queries(hs[i + 1], patch_ids, n_patches)
+            patches = patches + xattn(patches, hs[i + 1], cross_mask)          # [B,P*k,d]
+        return patches
+
     def forward(self, embeds: Tensor, self_mask: Tensor, cross_mask: Tensor | None, patch_ids: Tensor,
                 n_patches: int) -> tuple[Tensor, Tensor]:
         "embeds [B,S,d] -> (byte states [B,S,d], patch states [B,P*k,d] or pooled [B,P,d] without cross-attn)."
-        cfg, last = self.cfg, len(self.layers) - 1
-        cos, sin = rope_cos_sin(embeds.shape[1], cfg.encoder_layers.head_dim, cfg.rope_theta_local, device=embeds.device)
-        h, patches = embeds, None
-        if cfg.cross_attn_encoder and cfg.query_init == "embedding": patches = self._queries(embeds, patch_ids, n_patches)
-        for i, layer in enumerate(self.layers):
-            h = layer(h, self_mask, cos, sin)
-            if cfg.cross_attn_encoder and (i == last or cfg.cross_attn_all_layers_encoder):
-                if patches is None or cfg.repool_every_layer: patches = self._queries(h, patch_ids, n_patches)
-                xattn = self.cross_attn_layers[i if cfg.cross_attn_all_layers_encoder else 0]
-                patches = patches + xattn(patches, h, cross_mask)
-        if not cfg.cross_attn_encoder: patches = max_pool_patches(h, patch_ids, n_patches)   # [B,P,d]
-        return h, patches
+        hs = self.run_layers(embeds, self_mask)
+        return hs[-1], self.patch_states(hs, patch_ids, n_patches, cross_mask)
 
 # %% ../nbs/08_blt.ipynb #4abc55a1
 class GlobalTransformer(nn.Module):
@@ -222,11 +229,12 @@ class GlobalTransformer(nn.Module):
                                            if cfg.needs_input_projection else None)
         self.layers = nn.ModuleList(TransformerBlock(gc) for _ in range(gc.n_layers))
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        "x [B,P,global_input_dim], bool mask [B|1,1,P,P] -> [B,P,d_global]."
+    def forward(self, x: Tensor, mask: Tensor, positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        """x [B,P,global_input_dim], bool mask [B|1,1,P,P] -> [B,P,d_global]. positions [B,P] (default 0..P-1) and a
+        KVCache with its mask: the next patches of a row (layers.Transformer)."""
         if self.token_embedding_projection is not None: x = self.token_embedding_projection(x)
-        cos, sin = rope_cos_sin(x.shape[1], self.cfg.global_layers.head_dim, self.cfg.rope_theta_global, device=x.device)
-        for layer in self.layers: x = layer(x, mask, cos, sin)
+        cos, sin = self.cfg.global_layers.rope(positions if positions is not None else x.shape[1], x.device)
+        for i, layer in enumerate(self.layers): x = layer(x, mask, cos, sin, cache, i)
         return x
 
 # %% ../nbs/08_blt.ipynb #df3c9eb0
@@ -245,21 +253,34 @@ class LocalDecoder(nn.Module):
         self.norm = RMSNorm(cfg.d_local, cfg.norm_eps)
         self.output = nn.Linear(cfg.d_local, cfg.vocab_size, bias=False)
 
+    def slots(self, g: Tensor) -> Tensor:
+        "What bytes read of each patch: global states g [B,P,d_global] -> [B,P,k,d_local] (k = 1 without cross-attn)."
+        return self.patch_embedding_projection(g).unflatten(-1, (-1, self.cfg.d_local))   # [B,P,k*d] -> [B,P,k,d]
+
+    def decode(self, h: Tensor, slots: Tensor, decoder_patch_ids: Tensor, self_mask: Tensor,
+               cross_mask: Tensor | None = None, positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        """h [B,S,d] encoder byte states, slots [B,P,k,d], decoder_patch_ids [B,S] (byte i reads slots[:, ids[i]]) ->
+        logits [B,S,vocab] float32. cross_mask [B,1,S,P*k] (default: built from the ids); positions [B,S] and a
+        KVCache with its self_mask: the next bytes of a row (layers.Transformer)."""
+        cfg, (B, P, k, d) = self.cfg, slots.shape
+        if cfg.cross_attn_decoder:
+            kv = slots.flatten(1, 2)                                                   # [B,P,k,d] -> [B,P*k,d]
+            if cross_mask is None:
+                cross_mask = decoder_cross_mask(decoder_patch_ids, P, k, cfg.cross_attn_window_decoder)
+        else:
+            idx = decoder_patch_ids[..., None].expand(-1, -1, d)                       # [B,S] -> [B,S,d]
+            h = h + torch.gather(slots[:, :, 0], 1, idx)                               # add the slot of dec_id[i]
+        cos, sin = cfg.decoder_layers.rope(positions if positions is not None else h.shape[1], h.device)
+        for i, layer in enumerate(self.layers):
+            if cfg.cross_attn_decoder and (i == 0 or cfg.cross_attn_all_layers_decoder):
+                h = h + self.cross_attn_layers[i](h, kv, cross_mask)
+            h = layer(h, self_mask, cos, sin, cache, i)
+        return self.output(self.norm(h)).float()
+
     def forward(self, h: Tensor, patches: Tensor, self_mask: Tensor, cross_mask: Tensor | None,
                 decoder_patch_ids: Tensor) -> Tensor:
         "h [B,S,d] encoder byte states, patches [B,P,d_global] -> logits [B,S,vocab] (float32)."
-        cfg, (B, P, _) = self.cfg, patches.shape
-        if cfg.cross_attn_decoder:
-            slots = self.patch_embedding_projection(patches).reshape(B, P * cfg.cross_attn_k, cfg.d_local)  # [B,P,k*d] -> [B,P*k,d]
-        else:
-            idx = decoder_patch_ids[..., None].expand(-1, -1, patches.shape[-1])       # [B,S] -> [B,S,d_global]
-            h = h + self.patch_embedding_projection(torch.gather(patches, 1, idx))     # [B,S,d_global] -> [B,S,d]
-        cos, sin = rope_cos_sin(h.shape[1], cfg.decoder_layers.head_dim, cfg.rope_theta_local, device=h.device)
-        for i, layer in enumerate(self.layers):
-            if cfg.cross_attn_decoder and (i == 0 or cfg.cross_attn_all_layers_decoder):
-                h = h + self.cross_attn_layers[i](h, slots, cross_mask)
-            h = layer(h, self_mask, cos, sin)
-        return self.output(self.norm(h)).float()
+        return self.decode(h, self.slots(patches), decoder_patch_ids, self_mask, cross_mask)
 
 # %% ../nbs/08_blt.ipynb #e3dff6b8
 def check_blt_inputs(tokens: Tensor, patch_lengths: Tensor, vocab_size: int = VOCAB_SIZE) -> Tensor:
@@ -301,16 +322,26 @@ class BLT(nn.Module):
                     enc_cross=encoder_cross_mask(patch_ids, P, cfg.cross_attn_k, cfg.cross_attn_window_encoder),
                     dec_cross=decoder_cross_mask(dec_ids, P, cfg.cross_attn_k, cfg.cross_attn_window_decoder))
 
-    def embed(self, tokens: Tensor) -> Tensor:
-        "Byte embedding plus the sum of hash n-gram embeddings: [B,S] -> [B,S,d_local]."
+    @property
+    def embed_context(self) -> int:
+        "How many earlier ids `embed` must see to embed a chunk: the longest hash n-gram minus one (0 without hashes)."
+        hem = self.encoder_hash_tok_embedding
+        return 0 if hem is None else max(hem.config.group_sizes) - 1
+
+    def embed(self, tokens: Tensor, context: Tensor | None = None) -> Tensor:
+        """Byte embedding plus the sum of hash n-gram embeddings: [B,S] -> [B,S,d_local]. context [B,m]: the ids just
+        before tokens when they continue a row (the hash n-grams reach back; 0 = before the row start, as padded)."""
         e = self.local_encoder.tok_embeddings(tokens)
-        return e if self.encoder_hash_tok_embedding is None else e + self.encoder_hash_tok_embedding(tokens)
+        hem = self.encoder_hash_tok_embedding
+        if hem is None: return e
+        if context is None: return e + hem(tokens)
+        return e + hem(torch.cat([context, tokens], 1))[:, context.shape[1]:]   # [B,m+S,d] -> [B,S,d]
 
     def forward(self, tokens: Tensor, patch_lengths: Tensor) -> Tensor:
-        cfg = self.config
-        lengths = check_blt_inputs(tokens, patch_lengths, cfg.vocab_size)
-        B, P = lengths.shape
+        lengths = check_blt_inputs(tokens, patch_lengths, self.config.vocab_size)
+        (B, P), enc, dec = lengths.shape, self.local_encoder, self.local_decoder
         m = self.masks(tokens, lengths)
-        h, patches = self.local_encoder(self.embed(tokens), m["local"], m["enc_cross"], m["patch_ids"], P)
+        hs = enc.run_layers(self.embed(tokens), m["local"])                  # byte states of every encoder layer
+        patches = enc.patch_states(hs, m["patch_ids"], P, m["enc_cross"])    # [B,P*k,d] (or pooled [B,P,d])
         g = self.global_transformer(patches.reshape(B, P, -1), m["glob"])    # [B,P*k,d] -> [B,P,k*d] -> [B,P,d_global]
-        return self.local_decoder(h, g, m["local"], m["dec_cross"], m["decoder_patch_ids"])
+        return dec.decode(hs[-1], dec.slots(g), m["decoder_patch_ids"], m["local"], m["dec_cross"])

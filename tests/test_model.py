@@ -38,7 +38,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="local_window"): BLTConfig(local_window=0)
     with pytest.raises(ValueError, match="n_heads_cross"): BLTConfig(d_local=64, n_heads_cross=3)
     with pytest.raises(ValueError, match="query_init"): BLTConfig(query_init="bytes")
-    with pytest.raises(ValueError, match="positive int"): BLTConfig(cross_attn_k=0)
+    with pytest.raises(ValueError, match="cross_attn_k must be an int >= 1"): BLTConfig(cross_attn_k=0)
     assert not BLTConfig.tiny().needs_input_projection and BLTConfig.tiny(cross_attn_k=3).needs_input_projection
     assert BLT(BLTConfig.tiny(cross_attn_k=3)).global_transformer.token_embedding_projection.in_features == 192
 
