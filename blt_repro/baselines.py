@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BPE_SPECIALS', 'PATCH_MODES', 'TransformerLMConfig', 'ByteTransformerConfig', 'TokenTransformerConfig',
-           'TransformerLM', 'ByteTransformer', 'TokenTransformer', 'bytes_to_unicode', 'BPETokenizer', 'bpe_cache_dir',
-           'train_bpe_tokenizer', 'PatcherConfig', 'patch_lengths', 'megabyte_config', 'spacebyte_config']
+__all__ = ['BPE_SPECIALS', 'TransformerLMConfig', 'ByteTransformerConfig', 'TokenTransformerConfig', 'TransformerLM',
+           'ByteTransformer', 'TokenTransformer', 'bytes_to_unicode', 'BPETokenizer', 'bpe_cache_dir',
+           'train_bpe_tokenizer', 'megabyte_config', 'spacebyte_config']
 
 # %% ../nbs/10_baselines.ipynb #e32c8391
 import numpy as np
@@ -22,13 +22,12 @@ import torch
 from torch import Tensor, nn
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from .core import config_from_dict, project_root
-from .entropy_model import check_tokens
+from .core import check_int, config_from_dict, project_root
 from .layers import RMSNorm, Transformer, TransformerConfig, local_attention_mask
 from .model import BLTConfig
-from .patching import (entropy_patch_lengths, space_patch_lengths, split_long_patches,
-                                static_patch_lengths)
-from .tokenizer import BOE_ID, BOS_ID, EOS_ID, VOCAB_SIZE
+# the patcher's entry point lives in `patching`; imported here so that older imports from `baselines` keep working
+from .patching import PATCH_MODES, PatcherConfig, patch_lengths
+from .tokenizer import BOE_ID, BOS_ID, EOS_ID, VOCAB_SIZE, check_tokens
 
 # %% ../nbs/10_baselines.ipynb #e71f3add
 @dataclass
@@ -47,15 +46,14 @@ class TransformerLMConfig:
     eos_id: int = EOS_ID              # the id that ends a document (used by the document mask)
 
     def __post_init__(self):
-        for name in ("vocab_size", "eos_id"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int): raise ValueError(f"{type(self).__name__}.{name} must be an int, got {v!r}")
-        if self.vocab_size < 2: raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
-        if not 0 <= self.eos_id < self.vocab_size:
+        name = type(self).__name__
+        check_int(f"{name}.vocab_size", self.vocab_size, lo=2)
+        check_int(f"{name}.eos_id", self.eos_id, lo=0)
+        if self.eos_id >= self.vocab_size:                     # the document mask would look for an id never produced
             raise ValueError(f"eos_id={self.eos_id} is outside the vocabulary 0..{self.vocab_size - 1}")
-        if not isinstance(self.document_mask, bool): raise ValueError(f"document_mask must be True or False, got {self.document_mask!r}")
-        if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1):
-            raise ValueError(f"window must be an int >= 1 (sliding window) or None (full causal attention), got {self.window!r}")
+        if not isinstance(self.document_mask, bool):
+            raise ValueError(f"document_mask must be True or False, got {self.document_mask!r}")
+        check_int(f"{name}.window", self.window, none_ok=True)  # None = full causal attention; W = sliding window
         self.transformer_config()                              # dims/heads/θ/eps, with TransformerConfig's messages
 
     def transformer_config(self) -> TransformerConfig:
@@ -242,10 +240,8 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int = 4096, min_frequency:
     if not texts or not any(texts): raise ValueError("no text to train the BPE tokenizer on")
     if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]: raise TypeError(f"texts {bad[:5]} are not str")
     floor = len(BPE_SPECIALS) + 256
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < floor:
-        raise ValueError(f"vocab_size must be an int >= {floor} (3 specials + 256 bytes), got {vocab_size!r}")
-    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
-        raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
+    check_int("vocab_size (3 specials + 256 bytes + merges)", vocab_size, lo=floor)
+    check_int("min_frequency", min_frequency)
     path = Path(cache_dir or bpe_cache_dir()) / f"bpe-{vocab_size}-{_bpe_key(texts, vocab_size, min_frequency)}.json"
     if path.exists(): return BPETokenizer.load(path)
     tok = BPETokenizer(_train_bpe(texts, vocab_size, min_frequency))
@@ -254,61 +250,6 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int = 4096, min_frequency:
     tok.save(tmp)
     os.replace(tmp, path)                                      # atomic: a half-written cache is never read
     return tok
-
-# %% ../nbs/10_baselines.ipynb #117b6a03
-PATCH_MODES: tuple[str, ...] = ("static", "space", "entropy")
-
-@dataclass
-class PatcherConfig:
-    "How a batch of bytes is cut into patches. Validated on creation; `from_dict` rejects unknown keys."
-    mode: str                              # "static" (fixed stride), "space" (after space-like bytes) or "entropy" (BLT)
-    patch_size: float | None = None        # static: bytes per patch (int); entropy with threshold=None: target mean (budget mode)
-    threshold: float | None = None         # entropy: a byte starts a patch when H(its prediction) > threshold (nats)
-    max_patch_length: int | None = None    # split patches longer than this (official max_patch_length); None = no limit
-
-    def __post_init__(self):
-        if self.mode not in PATCH_MODES: raise ValueError(f"mode must be one of {PATCH_MODES}, got {self.mode!r}")
-        if self.max_patch_length is not None and (isinstance(self.max_patch_length, bool)
-                                                  or not isinstance(self.max_patch_length, int) or self.max_patch_length < 1):
-            raise ValueError(f"max_patch_length must be an int >= 1 or None, got {self.max_patch_length!r}")
-        ps, th = self.patch_size, self.threshold
-        if ps is not None and (isinstance(ps, bool) or not isinstance(ps, (int, float)) or not ps >= 1):
-            raise ValueError(f"patch_size must be a number >= 1 or None, got {ps!r}")
-        if th is not None and (isinstance(th, bool) or not isinstance(th, (int, float)) or th != th):
-            raise ValueError(f"threshold must be a number (nats) or None, got {th!r}")
-        if self.mode == "static":
-            if ps is None or float(ps) != int(ps): raise ValueError(f"static patching needs an integer patch_size >= 1, got {ps!r}")
-            if th is not None: raise ValueError("threshold is only used in entropy mode; leave it None for static patches")
-        elif self.mode == "space":
-            if ps is not None or th is not None:
-                raise ValueError("space patching has no patch_size or threshold (patches end after space-like bytes); leave both None")
-        elif (ps is None) == (th is None):
-            raise ValueError("entropy patching needs exactly one of threshold (nats; the BLT rule) or patch_size "
-                             "(threshold=None: the budget/top-k mode with that target mean patch size)")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PatcherConfig:
-        "Build from a dict, failing on unknown keys."
-        return config_from_dict(cls, d)
-
-def patch_lengths(tokens: Tensor, cfg: PatcherConfig, entropies: Tensor | None = None) -> Tensor:
-    """LongTensor[B,P] of patch lengths (right-padded with 0) summing to S+1 per row, first patch 1: what BLT.forward takes.
-    `entropies` [B,S] (nats) are read in entropy mode only."""
-    check_tokens(tokens, VOCAB_SIZE)
-    if not isinstance(cfg, PatcherConfig): raise TypeError(f"cfg must be a PatcherConfig, got {type(cfg).__name__}")
-    if cfg.mode == "static": lengths = static_patch_lengths(tokens, int(cfg.patch_size), include_next_token=True)
-    elif cfg.mode == "space": lengths = space_patch_lengths(tokens, include_next_token=True)
-    else:
-        if entropies is None:
-            raise ValueError("entropy patching needs entropies [B,S] (nats; entropies[:, i] predicts byte i+1): compute them "
-                             "with entropy_model.entropies(model, tokens) or NGramEntropyModel.entropies(tokens)")
-        if not isinstance(entropies, Tensor) or entropies.shape != tokens.shape:
-            raise ValueError(f"entropies must be a tensor shaped like tokens {tuple(tokens.shape)}, "
-                             f"got {tuple(entropies.shape) if isinstance(entropies, Tensor) else type(entropies).__name__}")
-        lengths = entropy_patch_lengths(entropies.to(tokens.device), cfg.threshold, patch_size=cfg.patch_size,
-                                        include_next_token=True)
-    if cfg.max_patch_length is not None: lengths = split_long_patches(lengths, cfg.max_patch_length)
-    return lengths
 
 # %% ../nbs/10_baselines.ipynb #0517fb13
 _PLAIN_HIERARCHY = dict(cross_attn_encoder=False, cross_attn_decoder=False, hash=None)   # pool -> global -> add

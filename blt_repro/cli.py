@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'Experiment', 'experiment_names', 'run_experiment', 'hardware', 'git_commit', 'results_readme',
-           'reproduce', 'bench', 'patch_text', 'parse_overrides', 'train_config_from_args', 'build_parser', 'main']
+__all__ = ['EXPERIMENTS', 'COMMANDS', 'Experiment', 'experiment_names', 'run_experiment', 'hardware', 'results_readme',
+           'reproduce', 'bench', 'patch_text', 'parse_overrides', 'train_config_from_args', 'Parser', 'build_parser',
+           'UsageError', 'main']
 
 # %% ../nbs/15_cli.ipynb #c15d7beb
 from tqdm.auto import tqdm
 from .core import project_root, figures_dir, runs_dir, get_preset, PRESETS, pick_device
+from .checkpoint import git_commit   # the commit recorded in run folders and results tables
 
 # %% ../nbs/15_cli.ipynb #ce1ebf89
 @dataclass(frozen=True)
@@ -82,18 +84,6 @@ def hardware() -> str:
     import os, torch
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
-
-def git_commit() -> str:
-    "Short commit of the checkout (+`-dirty` when code or notebooks have uncommitted changes), or 'unknown'."
-    try:
-        root = project_root()
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        # figures/ is what the run itself rewrites, so changes there do not make the code dirty
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except Exception:
-        return "unknown"
 
 def _cell(x) -> str: return str(x).replace("|", "\\|").replace("\n", " ")
 
@@ -183,7 +173,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         if "=" not in pair: raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
         key, raw = pair.split("=", 1)
         try: value = json.loads(raw)
-        except json.JSONDecodeError: value = raw
+        except json.JSONDecodeError: value = raw                 # a bare word is a string
         if key.startswith("model."): out["model_config"][key[6:]] = value
         elif key.startswith("patcher."): out["patcher"][key[8:]] = value
         else: out[key] = value
@@ -198,11 +188,14 @@ def train_config_from_args(args) -> "TrainConfig":
     elif args.max_steps is not None: d["max_steps"] = args.max_steps
     return TrainConfig.from_dict(d)
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `blt-repro` argument parser."
-    p = argparse.ArgumentParser(prog="blt-repro", description="Byte Latent Transformer reproduction: "
-                                "regenerate the paper's tables and figures, benchmark, and inspect patches.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# %% ../nbs/15_cli.ipynb #7a7ee286
+class Parser(argparse.ArgumentParser):
+    "argparse with one-line errors, `blt-repro <cmd>: error: ...` and exit code 2 (the usage is one --help away)."
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+def _add_reproduce(sub) -> None:
     r = sub.add_parser("reproduce", help="re-run the experiment notebooks (papermill) into figures/<preset>/",
                        description="Execute every experiment notebook with papermill into runs/<preset>/, write "
                        "figures and tables into figures/<preset>/ and rebuild figures/<preset>/README.md.")
@@ -210,33 +203,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these experiments: {', '.join(experiment_names())}")
     r.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for training/inference (default cpu)")
     r.add_argument("--force", action="store_true", help="re-run experiments already finished in runs/<preset>/")
+
+def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="measure throughput; prints one JSON object")
     b.add_argument("what", choices=["patching", "forward", "train", "generate"],
                    help="patching: n-gram entropies and patching vs a Python loop; forward: tiny BLT vs transformers' "
                    "BltForCausalLM; train: training bytes/s of the tiny BLT vs a byte transformer of its global size; "
                    "generate: cached incremental generation vs recompute-per-byte vs the port")
     b.add_argument("--mib", type=float, default=4.0, help="MiB of text to patch (default 4)")
-    tr = sub.add_parser("train", help="train BLT or a baseline; writes metrics.jsonl, checkpoint.pt, summary.json",
-                        description="Train one model family on the preset's slice of the embedded corpus. Under "
+
+def _add_train(sub) -> None:
+    tr = sub.add_parser("train", help="train BLT or a baseline into a run folder (safetensors + JSON)",
+                        description="Train one model family on the preset's slice of the embedded corpus into the run "
+                        "folder --out (run.json, checkpoint-<step>/, metrics.jsonl, summary.json). Re-running with the "
+                        "same --out resumes exactly from its latest checkpoint, also after kill -9. Under "
                         "`torchrun --nproc-per-node N -m blt_repro.cli train ...` the same flags train with DDP "
-                        "(or FSDP2 with --set fsdp=true); --batch-size stays the global batch. Re-running with the "
-                        "same --out resumes from its checkpoint.")
+                        "(or FSDP2 with --set fsdp=true); the batch size stays the global batch.")
     tr.add_argument("--model", choices=["blt", "space", "static", "byte", "bpe"], default="blt",
                     help="blt: entropy patches; space/static: the same BLT with space or fixed patches; byte; bpe")
     tr.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="data size and model shapes (default tiny)")
     tr.add_argument("--max-steps", type=int, help="optimizer steps (default 200)")
     tr.add_argument("--train-flops", type=float, help="train to this FLOP budget instead of a step count")
-    tr.add_argument("--out", help="output directory (metrics.jsonl, checkpoint.pt, summary.json)")
+    tr.add_argument("--out", help="the run folder (default: none, nothing is written)")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="weights and data order (default 0)")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                     help="override a TrainConfig field (lr=1e-3, seq_len=256, precision=fp32, ...), a model field "
                     "(model.d_global=192) or a patcher field (patcher.patch_size=6); repeatable")
+
+def _add_generate(sub) -> None:
+    from blt_repro.generate import add_generate_arguments
     g = sub.add_parser("generate", help="continue a prompt with a trained BLT (cached incremental generation)",
                        description="Stream the continuation of a prompt, byte by byte, from a run folder written by "
-                       "`blt-repro train` (families blt, space, static). The global model runs once per patch.")
-    from blt_repro.generate import add_generate_arguments
+                       "`blt-repro train` (families blt, space, static). The folder alone is enough: no corpus.")
     add_generate_arguments(g)
+
+def _add_patch(sub) -> None:
     t = sub.add_parser("patch", help="cut a text into patches and print them")
     t.add_argument("text", help="the text to patch")
     t.add_argument("--mode", choices=["entropy", "space", "static"], default="entropy")
@@ -244,33 +246,62 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--monotonic", action="store_true", help="entropy rule H_t - H_(t-1) > threshold")
     t.add_argument("--patch-size", type=int, default=4, help="static patch size (default 4)")
     t.add_argument("--order", type=int, default=6, help="n-gram order of the entropy model (default 6)")
+
+def build_parser() -> argparse.ArgumentParser:
+    "The `blt-repro` argument parser."
+    p = Parser(prog="blt-repro", description="Byte Latent Transformer reproduction: regenerate the paper's tables "
+               "and figures, train, generate, benchmark, and inspect patches.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_reproduce, _add_bench, _add_train, _add_generate, _add_patch): add(sub)
     return p
 
+# %% ../nbs/15_cli.ipynb #30232a4c
+class UsageError(ValueError):
+    "Bad input to a subcommand: reported as one line and exit code 2."
+
+def _cmd_reproduce(args) -> int:
+    unknown = sorted(set(args.only or []) - set(experiment_names()))
+    if unknown: raise UsageError(f"unknown experiment(s) {unknown}; choose from {', '.join(experiment_names())}")
+    res = reproduce(args.preset, args.only, args.device, args.force)
+    return 1 if any(r["status"] == "failed" for r in res) else 0
+
+def _cmd_bench(args) -> int:
+    if not args.mib > 0: raise UsageError(f"--mib must be > 0, got {args.mib}")
+    print(json.dumps(bench(args.what, args.mib), indent=2))
+    return 0
+
+def _cmd_train(args) -> int:
+    from blt_repro.train import check_same_run, train
+    try:
+        cfg = train_config_from_args(args)
+        if cfg.out_dir: check_same_run(Path(cfg.out_dir), cfg)    # another run's folder, or an old one: refuse now
+    except (ValueError, TypeError) as e: raise UsageError(str(e)) from e
+    summary = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
+    return 0
+
+def _cmd_generate(args) -> int:
+    from blt_repro.generate import run_generate
+    return run_generate(args)
+
+def _cmd_patch(args) -> int:
+    try: patches = patch_text(args.text, args.mode, args.threshold, args.patch_size, args.order, args.monotonic)
+    except (ValueError, TypeError) as e: raise UsageError(str(e)) from e
+    for i, (p, n) in enumerate(patches, 1): print(f"Patch {i}: {p!r} ({n} byte{'s' * (n != 1)})")
+    return 0
+
+COMMANDS = {"reproduce": _cmd_reproduce, "bench": _cmd_bench, "train": _cmd_train, "generate": _cmd_generate,
+            "patch": _cmd_patch}                     # subcommand -> handler(args) -> exit code
+
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `blt-repro` console script."
+    "Entry point of the `blt-repro` console script: bad input is one line `blt-repro <cmd>: error: ...`, exit 2."
     args = build_parser().parse_args(argv)
-    if args.command == "reproduce":
-        res = reproduce(args.preset, args.only, args.device, args.force)
-        return 1 if any(r["status"] == "failed" for r in res) else 0
-    if args.command == "bench":
-        print(json.dumps(bench(args.what, args.mib), indent=2)); return 0
-    if args.command == "train":
-        try: cfg = train_config_from_args(args)
-        except (ValueError, TypeError) as e:
-            print(f"blt-repro train: error: {e}", file=sys.stderr); return 2
-        from blt_repro.train import train
-        summary = train(cfg)
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
-        return 0
-    if args.command == "generate":
-        from blt_repro.generate import run_generate
-        return run_generate(args)
-    if args.command == "patch":
-        for i, (p, n) in enumerate(patch_text(args.text, args.mode, args.threshold, args.patch_size, args.order, args.monotonic), 1):
-            print(f"Patch {i}: {p!r} ({n} byte{'s' * (n != 1)})")
-        return 0
-    return 2
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"blt-repro {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 # %% ../nbs/15_cli.ipynb #70fd624c
 if __name__ == "__main__" and "__file__" in globals():  # `python -m blt_repro.cli` (not when run in a notebook)

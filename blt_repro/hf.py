@@ -11,8 +11,7 @@ from .layers import HF_BLOCK_NAMES
 from .model import BLT, BLTConfig
 
 # %% auto #0
-__all__ = ['CROSS_NAMES', 'hf_name', 'config_from_hf', 'config_to_hf', 'blt_from_hf', 'blt_to_hf', 'blt_from_pretrained',
-           'bench_forward']
+__all__ = ['CROSS_NAMES', 'hf_name', 'config_from_hf', 'config_to_hf', 'blt_from_hf', 'blt_to_hf', 'blt_from_pretrained']
 
 # %% ../nbs/14_hf.ipynb #b3b26a86
 CROSS_NAMES: dict[str, str] = {  # our CrossAttention parameter name -> transformers' BltCrossAttention name
@@ -42,13 +41,14 @@ def _hf_classes():
     return BltConfig, BltForCausalLM
 
 def _theta(sub) -> float:
+    "RoPE θ of one sub-config; only the default (unscaled) RoPE has an equivalent in BLT."
     rp = sub.rope_parameters or {}
     if rp.get("rope_type", "default") != "default":
         raise ValueError(f"only the default RoPE is supported, got rope_type={rp.get('rope_type')!r}")
     return float(rp["rope_theta"])
 
-def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
-    "BLTConfig equal in behaviour to a transformers BltConfig. document_mask=False matches the port (it ignores EOS)."
+def _check_shared(hf_config) -> None:
+    "BLT has one value where the port has several copies (local dims, eps, cross_attn_k, ...): they must agree."
     enc, dec, glob = hf_config.encoder_config, hf_config.decoder_config, hf_config.global_config
     checks = {"encoder/decoder hidden_size": (enc.hidden_size, dec.hidden_size),
               "encoder/decoder num_attention_heads": (enc.num_attention_heads, dec.num_attention_heads),
@@ -62,9 +62,19 @@ def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
               "vocab_size": (hf_config.vocab_size, 260)}
     for what, (a, b) in checks.items():
         if a != b: raise ValueError(f"cannot convert: {what} differ ({a} vs {b}); BLT shares them")
+
+def _hash_from_hf(hf_config) -> HashNgramConfig | None:
+    "The hash n-gram embeddings of the port's config (None when it has no hash functions)."
     nf = hf_config.encoder_hash_byte_group_nb_functions
-    hash_cfg = (HashNgramConfig(dim=enc.hidden_size, group_sizes=tuple(hf_config.encoder_hash_byte_group_size),
-                                n_functions=nf, vocab=hf_config.encoder_hash_byte_group_vocab) if nf else None)
+    if not nf: return None
+    return HashNgramConfig(dim=hf_config.encoder_config.hidden_size, n_functions=nf,
+                           group_sizes=tuple(hf_config.encoder_hash_byte_group_size),
+                           vocab=hf_config.encoder_hash_byte_group_vocab)
+
+def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
+    "BLTConfig equal in behaviour to a transformers BltConfig. document_mask=False matches the port (it ignores EOS)."
+    _check_shared(hf_config)
+    enc, dec, glob = hf_config.encoder_config, hf_config.decoder_config, hf_config.global_config
     return BLTConfig(
         d_local=enc.hidden_size, d_global=glob.hidden_size, n_layers_encoder=enc.num_hidden_layers,
         n_layers_global=glob.num_hidden_layers, n_layers_decoder=dec.num_hidden_layers,
@@ -74,14 +84,14 @@ def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
         cross_attn_all_layers_decoder=bool(dec.cross_attn_all_layers),
         cross_attn_window_encoder=None, cross_attn_window_decoder=None,       # the port matches patches exactly
         local_window=hf_config.local_attention_window_len, document_mask=document_mask,
-        rope_theta_local=_theta(enc), rope_theta_global=_theta(glob), norm_eps=enc.rms_norm_eps, hash=hash_cfg,
-        ffn_hidden_encoder=enc.intermediate_size, ffn_hidden_global=glob.intermediate_size,
-        ffn_hidden_decoder=dec.intermediate_size, double_residual=True, query_init="layer",
+        rope_theta_local=_theta(enc), rope_theta_global=_theta(glob), norm_eps=enc.rms_norm_eps,
+        hash=_hash_from_hf(hf_config), ffn_hidden_encoder=enc.intermediate_size,   # explicit widths: see above
+        ffn_hidden_global=glob.intermediate_size, ffn_hidden_decoder=dec.intermediate_size,
+        double_residual=True, query_init="layer",                             # what the port always does
         repool_every_layer=bool(enc.cross_attn_all_layers) and enc.num_hidden_layers > 1)
 
-def config_to_hf(cfg: BLTConfig, attn_implementation: str = "eager"):
-    "transformers BltConfig (patch_in_forward=False) for a BLTConfig the port can express; raises otherwise."
-    BltConfig, _ = _hf_classes()
+def _port_problems(cfg: BLTConfig) -> list[str]:
+    "What of `cfg` the port cannot express (empty: convertible)."
     problems = []
     if not (cfg.cross_attn_encoder and cfg.cross_attn_decoder): problems.append("the port always uses both cross-attentions")
     if cfg.cross_attn_window_encoder is not None or cfg.cross_attn_window_decoder is not None:
@@ -92,25 +102,35 @@ def config_to_hf(cfg: BLTConfig, attn_implementation: str = "eager"):
     if cfg.query_init != "layer": problems.append("the port pools queries from layer outputs (query_init='layer')")
     if cfg.cross_attn_all_layers_encoder and cfg.n_layers_encoder > 1 and not cfg.repool_every_layer:
         problems.append("with all-layer encoder cross-attention the port re-pools every layer (repool_every_layer=True)")
-    if problems: raise ValueError("BLTConfig cannot be expressed as a transformers BltConfig: " + "; ".join(problems))
-    h = cfg.hash
-    def sub(dim, n_layers, heads, kv, theta, ffn, **kw):
-        return dict(hidden_size=dim, num_hidden_layers=n_layers, num_attention_heads=heads, num_key_value_heads=kv,
-                    rms_norm_eps=cfg.norm_eps, intermediate_size=ffn,
-                    rope_parameters={"rope_type": "default", "rope_theta": theta}, **kw)
-    local = dict(cross_attn_k=cfg.cross_attn_k, hidden_size_global=cfg.d_global)
+    return problems
+
+def _sub_config(cfg: BLTConfig, part: str) -> dict:
+    "The port's encoder/decoder/global sub-config (a dict) for one part of `cfg`."
+    local = part in ("encoder", "decoder")
+    dim, theta = (cfg.d_local, cfg.rope_theta_local) if local else (cfg.d_global, cfg.rope_theta_global)
+    heads = (cfg.n_heads_local, cfg.n_kv_heads_local) if local else (cfg.n_heads_global, cfg.n_kv_heads_global)
+    layers = {"encoder": cfg.encoder_layers, "decoder": cfg.decoder_layers, "global": cfg.global_layers}[part]
+    sub = dict(hidden_size=dim, num_hidden_layers=layers.n_layers, num_attention_heads=heads[0],
+               num_key_value_heads=heads[1], rms_norm_eps=cfg.norm_eps, intermediate_size=layers.hidden_dim,
+               rope_parameters={"rope_type": "default", "rope_theta": theta})
+    if local:                                            # only the local parts cross-attend to the global states
+        all_layers = cfg.cross_attn_all_layers_encoder if part == "encoder" else cfg.cross_attn_all_layers_decoder
+        sub |= dict(cross_attn_k=cfg.cross_attn_k, hidden_size_global=cfg.d_global, cross_attn_all_layers=all_layers)
+    return sub
+
+def config_to_hf(cfg: BLTConfig, attn_implementation: str = "eager"):
+    "transformers BltConfig (patch_in_forward=False) for a BLTConfig the port can express; raises otherwise."
+    BltConfig, _ = _hf_classes()
+    if problems := _port_problems(cfg):
+        raise ValueError("BLTConfig cannot be expressed as a transformers BltConfig: " + "; ".join(problems))
+    h = cfg.hash                                         # no hash embeddings: the port's "0 functions" setting
     return BltConfig(
         vocab_size=cfg.vocab_size, patch_in_forward=False, local_attention_window_len=cfg.local_window,
         cross_attn_k=cfg.cross_attn_k, tie_word_embeddings=False,
         encoder_hash_byte_group_size=list(h.group_sizes) if h else [3],
         encoder_hash_byte_group_vocab=h.vocab if h else 1, encoder_hash_byte_group_nb_functions=h.n_functions if h else 0,
-        encoder_config=sub(cfg.d_local, cfg.n_layers_encoder, cfg.n_heads_local, cfg.n_kv_heads_local, cfg.rope_theta_local,
-                           cfg.encoder_layers.hidden_dim, cross_attn_all_layers=cfg.cross_attn_all_layers_encoder, **local),
-        decoder_config=sub(cfg.d_local, cfg.n_layers_decoder, cfg.n_heads_local, cfg.n_kv_heads_local, cfg.rope_theta_local,
-                           cfg.decoder_layers.hidden_dim, cross_attn_all_layers=cfg.cross_attn_all_layers_decoder, **local),
-        global_config=sub(cfg.d_global, cfg.n_layers_global, cfg.n_heads_global, cfg.n_kv_heads_global,
-                          cfg.rope_theta_global, cfg.global_layers.hidden_dim),
-        attn_implementation=attn_implementation)
+        encoder_config=_sub_config(cfg, "encoder"), decoder_config=_sub_config(cfg, "decoder"),
+        global_config=_sub_config(cfg, "global"), attn_implementation=attn_implementation)
 
 # %% ../nbs/14_hf.ipynb #55d8c39c
 def _hash_key() -> str: return "model.encoder_hash_tok_embedding.weight"
@@ -157,38 +177,9 @@ def blt_from_pretrained(repo_id: str = "itazap/blt-1b-hf", document_mask: bool =
     return blt_from_hf(model, document_mask=document_mask)
 
 # %% ../nbs/14_hf.ipynb #917f6822
-def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
-    "Median wall seconds of each fn, timed in turns (one call of each per round, after a warm-up) so drift hits all alike."
-    import statistics, time
-    for fn in fns.values(): fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter(); fn(); times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-def bench_forward(cfg: BLTConfig | None = None, batch_size: int = 8, seq_len: int = 1024, repeats: int = 7,
-                  seed: int = 0, port_impls: tuple[str, ...] = ("sdpa", "eager")) -> dict:
-    "Forward bytes/s of our BLT and of transformers' BltForCausalLM with the same weights and patch lengths (CPU)."
-    from blt_repro.data import load_corpus, pack_documents
-    from blt_repro.patching import space_patch_lengths
-    cfg = cfg or BLTConfig.tiny(document_mask=False)             # the port has no document mask: compare like with like
-    torch.manual_seed(seed)
-    ours = BLT(cfg).eval()
-    x = pack_documents(load_corpus("en", "validation", max_bytes=4 * batch_size * seq_len), seq_len)[:batch_size]  # [B,S]
-    lengths = space_patch_lengths(x, include_next_token=True)      # [B,P], sums S+1
-    n_bytes = x.numel()
-    out = {"benchmark": "forward", "config": cfg.to_dict(), "batch_size": batch_size, "seq_len": seq_len,
-           "bytes_per_patch": round((n_bytes + batch_size) / int((lengths > 0).sum()), 3), "repeats": repeats,
-           "threads": torch.get_num_threads(), "torch": torch.__version__}
-    fns = {"ours": lambda: ours(x, lengths)}
-    with torch.inference_mode():
-        ref = ours(x, lengths)
-        for impl in port_impls:
-            port = blt_to_hf(ours, attn_implementation=impl)
-            fns[f"port_{impl}"] = lambda port=port: port(input_ids=x, patch_lengths=lengths, use_cache=False).logits
-            out[f"max_abs_diff_{impl}"] = float((fns[f"port_{impl}"]() - ref).abs().max())
-        secs = _interleaved_medians(fns, repeats)
-    for name, t in secs.items(): out[f"{name}_bytes_per_s"] = round(n_bytes / t)
-    for impl in port_impls: out[f"speedup_vs_{impl}"] = round(secs[f"port_{impl}"] / secs["ours"], 2)
-    return out
+def __getattr__(name: str):
+    "`bench_forward` moved to `bench`; still importable from here (loaded on first use: `bench` imports this module)."
+    if name == "bench_forward":
+        from blt_repro.bench import bench_forward
+        return bench_forward
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,62 +9,25 @@ import math
 import shutil
 import subprocess
 import tempfile
-import time
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ALPHABET', 'MAX_ORDER', 'CODE_BITS', 'COMPRESSORS', 'PPMD_SETTINGS', 'SEVENZIP_PPMD', 'kn_discounts', 'as_documents',
-           'doc_stream', 'NaiveKneserNey', 'context_bytes', 'Level', 'NGramEntropyModel', 'check_tokens', 'split_dev',
-           'tune_discount_ratio', 'bench_entropies', 'text_entropies', 'plot_entropies', 'blog_patches',
-           'bpb_vs_order_table', 'compressor_bpb']
+__all__ = ['COMPRESSORS', 'PPMD_SETTINGS', 'SEVENZIP_PPMD', 'NaiveKneserNey', 'NGramEntropyModel', 'split_dev',
+           'tune_discount_ratio', 'text_entropies', 'bpb_vs_order_table', 'compressor_bpb']
 
 # %% ../nbs/03_ngram.ipynb #4ecf2d4b
 import numpy as np
 import torch
 from tqdm import tqdm
 
-# %% ../nbs/03_ngram.ipynb #73a1299f
-ALPHABET = 256     # alphabet: the 256 byte values; NUL (0) doubles as the document boundary
-MAX_ORDER = 32     # orders 1..32 (an order-n model conditions on the n-1 previous bytes)
-CODE_BITS = 56     # context codes stay below 2**56 so that `code << 8 | byte` fits one uint64 key
-_U8 = np.uint64(8)
-_FALLBACK_D = (0.5, 1.0, 1.5)   # discounts used when a count of counts is missing (tiny data)
-
-# %% ../nbs/03_ngram.ipynb #266c3cbf
-def kn_discounts(adj: np.ndarray) -> np.ndarray:
-    "Chen & Goodman's modified Kneser-Ney discounts [D1, D2, D3+] from the counts of counts n1..n4 of `adj`."
-    n1, n2, n3, n4 = (int(np.count_nonzero(adj == k)) for k in (1, 2, 3, 4))
-    y = n1 / (n1 + 2 * n2) if n1 + n2 > 0 else 0.5
-    d = [1 - 2 * y * n2 / n1 if n1 > 0 else _FALLBACK_D[0],   # a missing count of counts -> a fallback
-         2 - 3 * y * n3 / n2 if n2 > 0 else _FALLBACK_D[1],
-         3 - 4 * y * n4 / n3 if n3 > 0 else _FALLBACK_D[2]]
-    return np.clip(d, 0.01, [1.0, 2.0, 3.0])                   # 0 < D_k <= k: every p > 0 and they sum to 1
-
-# %% ../nbs/03_ngram.ipynb #a4e2c4da
-def as_documents(data) -> list[bytes]:
-    "bytes, str or an iterable of str/bytes documents -> non-empty list of non-empty bytes documents without NUL."
-    if isinstance(data, (bytes, bytearray, memoryview)): docs = [bytes(data)]
-    elif isinstance(data, str): docs = [data.encode("utf-8")]
-    elif isinstance(data, Iterable):
-        docs = []
-        for i, d in enumerate(data):
-            if isinstance(d, str): docs.append(d.encode("utf-8"))
-            elif isinstance(d, (bytes, bytearray, memoryview)): docs.append(bytes(d))
-            else: raise TypeError(f"document {i} is a {type(d).__name__}; documents must be str or bytes")
-    else: raise TypeError(f"data must be bytes, str or an iterable of str/bytes documents, got {type(data).__name__}")
-    for i, d in enumerate(docs):
-        if (k := d.find(0)) >= 0:
-            raise ValueError(f"document {i} contains a NUL byte (0x00) at offset {k}: NUL is reserved as the "
-                             "document-boundary symbol; strip or replace NUL bytes before fitting/scoring")
-    docs = [d for d in docs if d]
-    if not docs: raise ValueError("no data: every document is empty")
-    return docs
-
-def doc_stream(docs: list[bytes]) -> np.ndarray:
-    "uint8[T+1]: NUL d1 NUL d2 ... NUL. Position i predicts byte i+1 (a NUL target is an end of document)."
-    return np.frombuffer(b"\x00" + b"\x00".join(docs) + b"\x00", dtype=np.uint8)
+# the vectorised counting machinery lives in `ngram_counts`; its public names stay importable from here
+from .ngram_counts import (ALPHABET, CODE_BITS, MAX_ORDER, Level, adaptive_stats, as_documents, context_bytes,
+                                    count_levels, doc_stream, entropy_tables, kn_discounts, kn_probs, query_bytes,
+                                    static_stats, walk_contexts)
+from .core import check_int
+from .plots import blog_patches, plot_entropies   # moved to `plots`; importable from here too
+from .tokenizer import check_tokens
 
 # %% ../nbs/03_ngram.ipynb #4be91dcb
 class NaiveKneserNey:
@@ -141,75 +104,20 @@ class NaiveKneserNey:
                 out[r, i] = -sum(x * math.log(x) for x in p)
         return out
 
-# %% ../nbs/03_ngram.ipynb #0813b2ac
-def context_bytes(z: np.ndarray, boundary: np.ndarray, k: int) -> np.ndarray:
-    """uint8[B,T]: the k-th most recent byte of the context ending at each position (k=1: the byte itself);
-    0 (NUL padding) where that byte lies before the last boundary at or before the position, or before the row."""
-    B, T = z.shape
-    idx = np.arange(T)
-    last = np.maximum.accumulate(np.where(boundary, idx, -1), axis=1)   # last boundary <= i (-1: none)
-    out = np.zeros((B, T), np.uint8)
-    if k <= T: out[:, k - 1:] = z[:, :T - k + 1]
-    out[(idx - last) < k] = 0                                            # fewer than k real bytes in the window
-    return out
-
-def _sorted_unique(x: np.ndarray):
-    "Sorted unique values of a uint64 array and their counts (a plain sort: fast)."
-    s = np.sort(x)
-    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    return s[first], np.diff(np.r_[first, len(s)])
-
-def _rank(x: np.ndarray):
-    "Sorted unique values of `x` and the rank of every element among them."
-    u, inv = np.unique(x, return_inverse=True)
-    return u, inv.astype(np.uint64)
-
-def _lookup(table: np.ndarray, q: np.ndarray):
-    "Index of each query in the sorted `table` and whether it is there (fast when the queries are nearly sorted)."
-    if len(table) == 0 or len(q) == 0: return np.zeros(len(q), np.int64), np.zeros(len(q), bool)
-    idx = np.minimum(np.searchsorted(table, q), len(table) - 1)
-    return idx, table[idx] == q
-
-# %% ../nbs/03_ngram.ipynb #aab0e979
-class Level:
-    "The counts of one order n: sorted keys (context code << 8 | next byte), KN counts and per-context statistics."
-    def __init__(self, n: int, keys: np.ndarray, adj: np.ndarray, raw: np.ndarray, parent: np.ndarray | None,
-                 rerank: bool):
-        self.n, self.keys, self.rerank = n, keys, rerank      # rerank: codes restart from the rank of order n-1
-        self.adj = adj.astype(np.int32)                       # KN count of each key (raw or continuation count)
-        self.raw = raw.astype(np.int32)                       # raw count (the KN count if n is the top order)
-        self.parent = None if parent is None else parent.astype(np.int32)  # index of the key's order n-1 suffix
-        ctx = keys >> _U8
-        first = np.flatnonzero(np.r_[True, ctx[1:] != ctx[:-1]])
-        self.ctx = ctx[first]                                 # sorted context codes
-        self.start = np.r_[first, len(keys)].astype(np.int32 if len(keys) < 2**31 else np.int64)  # keys of ctx j: start[j]:start[j+1]
-        self.total = np.add.reduceat(self.adj, first)         # c(h)
-        self.nk = np.stack([np.add.reduceat(self.adj == 1, first), np.add.reduceat(self.adj == 2, first),
-                            np.add.reduceat(self.adj >= 3, first)]).astype(np.uint16)  # N1, N2, N3+: [3, n_ctx]
-        self.E = None                                         # sum_w p log p of every context (built on first use)
-
-    def beta(self, D: np.ndarray, j=slice(None)) -> np.ndarray:
-        "Interpolation weight gamma(h) / c(h) = (D1 N1 + D2 N2 + D3 N3+) / c(h) of contexts j."
-        return (D @ self.nk[:, j]) / self.total[j]
-
-    def discounted(self, D: np.ndarray, i=slice(None)) -> np.ndarray:
-        "max(c - D(c), 0) of keys i."
-        c = self.adj[i]
-        return np.maximum(c - np.r_[0.0, D][np.minimum(c, 3)], 0)
-
 # %% ../nbs/03_ngram.ipynb #9e7d3c45
 class NGramEntropyModel:
     """Byte n-gram LM with interpolated modified Kneser-Ney smoothing (orders 1..32), fully vectorised.
     `fit(data)`, then `entropies(tokens[B,S])` (nats), `bpb(data, adaptive=False)` (bits per data byte)."""
     def __init__(self, order: int = 8, discounts: str | np.ndarray = "tuned", dev_fraction: float = 0.1,
                  chunk_positions: int = 1 << 20):
-        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= MAX_ORDER:
-            raise ValueError(f"order must be an int in 1..{MAX_ORDER}, got {order!r}")
+        order = int(order) if isinstance(order, np.integer) else order   # numpy ints (from an array of orders) are fine
+        check_int("order", order)
+        if order > MAX_ORDER: raise ValueError(f"order must be an int in 1..{MAX_ORDER}, got {order}")
         if isinstance(discounts, str) and discounts not in ("tuned", "estimated"):
             raise ValueError(f"discounts must be 'tuned', 'estimated' or an array [order, 3], got {discounts!r}")
         if not isinstance(discounts, str): _check_discounts(discounts, order)
         if not 0 < dev_fraction < 1: raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
-        self.order = int(order)                   # n: the model conditions on the n-1 previous bytes
+        self.order = order                        # n: the model conditions on the n-1 previous bytes
         self.discount_mode = discounts            # 'tuned' | 'estimated' (Chen-Goodman) | explicit [order, 3]
         self.dev_fraction = dev_fraction          # share of the fit documents held out to tune the discounts
         self.chunk_positions = chunk_positions    # positions per chunk in entropies / static scoring (memory bound)
@@ -222,67 +130,45 @@ class NGramEntropyModel:
         return f"NGramEntropyModel(order={self.order}, discounts={self.discount_mode!r}, {state})"
 
     def _check_fitted(self, discounts: bool = False):
+        "Fail clearly when the model is used before it has counts (and, if asked, discounts)."
         if self.levels is None: raise RuntimeError("the model is not fitted: call .fit(data) first")
-        if discounts and self.discounts is None:
+        if discounts and self.discounts is None:      # `count` alone gives counts but no discounts
             raise RuntimeError("the model is only counted: call .fit(data), .set_discounts(D) or .truncated(n)")
 
 def _check_discounts(D, order: int) -> np.ndarray:
+    "D as float64 [order, 3], or an error: 0 < D_k <= k keeps every probability positive and normalised."
     D = np.asarray(D, dtype=np.float64)
     if D.shape != (order, 3) or not np.all((D > 0) & (D <= [1.0, 2.0, 3.0])):
         raise ValueError(f"discounts must be an array of shape ({order}, 3) with 0 < D_k <= k (D1, D2, D3+ per order)")
     return D
 
 # %% ../nbs/03_ngram.ipynb #e22db294
-def _count(self: NGramEntropyModel, docs: list[bytes]) -> list:
-    "Count every order on the documents: [None, Level(1), ..., Level(order)]."
-    N = self.order
-    z = doc_stream(docs)[None]                          # [1, T+1]
-    bnd, T = z == 0, z.shape[1] - 1                     # positions 0..T-1 predict bytes 1..T
-    code, bits, rerank, ranks = np.zeros(T, np.uint64), 0, [False] * (N + 2), {}
-    for n in range(2, N + 1):                           # order-n code = order n-1 code, then one older byte
-        if bits + 8 > CODE_BITS:                        # no room left: continue from the rank of the code
-            ranks[n - 1], code = _rank(code)
-            bits, rerank[n] = int(len(ranks[n - 1]) - 1).bit_length(), True
-        code = (code << _U8) | context_bytes(z, bnd, n - 1)[0, :T].astype(np.uint64)
-        bits += 8
-    keys, raw = _sorted_unique((code << _U8) | z[0, 1:].astype(np.uint64))
-    del code
-    levels, adj = [None] * (N + 1), raw                 # the top order keeps raw counts
-    for n in range(N, 1, -1):                           # order n-1 keys from order n keys: drop the oldest byte
-        ctx = keys >> _U8
-        pctx = ranks[n - 1][(ctx >> _U8).astype(np.int64)] if rerank[n] else ctx >> _U8
-        pk_all = (pctx << _U8) | (keys & np.uint64(0xFF))
-        del ctx, pctx
-        pkeys, cont = _sorted_unique(pk_all)            # cont: distinct left extensions = continuation counts
-        parent = np.searchsorted(pkeys, pk_all)
-        del pk_all
-        praw = np.bincount(parent, weights=raw, minlength=len(pkeys)).astype(np.int64)
-        levels[n] = Level(n, keys, adj, raw, parent, rerank[n])
-        padded = ((pkeys >> _U8) & np.uint64(0xFF)) == 0 if n - 1 >= 2 else np.zeros(len(pkeys), bool)
-        keys, adj, raw = pkeys, np.where(padded, praw, cont), praw   # padded contexts keep raw counts
-    levels[1] = Level(1, keys, adj, raw, None, False)
-    return levels
-
 def _ngram_count(self: NGramEntropyModel, data) -> NGramEntropyModel:
     "Only count all orders on `data` (no discounts yet): a source for `truncated`."
-    self.levels, self.discounts = self._count(as_documents(data)), None
+    self.levels, self.discounts = count_levels(as_documents(data), self.order), None
     return self
 
-NGramEntropyModel._count, NGramEntropyModel.count = _count, _ngram_count
+NGramEntropyModel.count = _ngram_count
 
 # %% ../nbs/03_ngram.ipynb #2cc404d8
+def _tuning_ratio(self: NGramEntropyModel, docs: list[bytes]) -> np.ndarray:
+    "tuned / estimated discounts [order, 3] from a held-out slice of docs (ones when there is too little data)."
+    fit_docs, dev_docs = split_dev(docs, self.dev_fraction)
+    if not dev_docs:
+        self.tuning = {"note": "too little data to hold out a tuning slice: Chen-Goodman estimates used"}
+        return np.ones((self.order, 3))
+    ratio, self.tuning = tune_discount_ratio(NGramEntropyModel(self.order).count(fit_docs), dev_docs)
+    return ratio                                        # applied to the estimates of the model counted on all docs
+
 def _ngram_fit(self: NGramEntropyModel, data) -> NGramEntropyModel:
     "Count all orders on `data` (bytes, str or an iterable of documents) and set the discounts."
     docs = as_documents(data)
     ratio, self.tuning = np.ones((self.order, 3)), None
     if isinstance(self.discount_mode, str) and self.discount_mode == "tuned":
-        fit_docs, dev_docs = split_dev(docs, self.dev_fraction)
-        if dev_docs:                                    # tune on a held-out slice, then count everything
-            ratio, self.tuning = tune_discount_ratio(NGramEntropyModel(self.order).count(fit_docs), dev_docs)
-        else: self.tuning = {"note": "too little data to hold out a tuning slice: Chen-Goodman estimates used"}
-    self.levels = self._count(docs)
+        ratio = self._tuning_ratio(docs)                # tune on a held-out slice, then count everything
+    self.levels = count_levels(docs, self.order)
     if isinstance(self.discount_mode, str): self.set_discounts(self.estimated_discounts() * ratio)
-    else: self.set_discounts(self.discount_mode)
+    else: self.set_discounts(self.discount_mode)        # explicit discounts: used as given
     return self
 
 def _estimated_discounts(self: NGramEntropyModel) -> np.ndarray:
@@ -294,88 +180,28 @@ def _set_discounts(self: NGramEntropyModel, D) -> None:
     "Use discounts D [order, 3] (clipped into (0, k]); the entropy tables are rebuilt on first use."
     self._check_fitted()
     self.discounts = _check_discounts(np.clip(np.asarray(D, dtype=np.float64), 0.01, [1.0, 2.0, 3.0]), self.order)
-    for lv in self.levels[1:]: lv.E = None
+    for lv in self.levels[1:]: lv.E = None              # the tables depend on the discounts: invalidate them
 
-NGramEntropyModel.fit, NGramEntropyModel.estimated_discounts, NGramEntropyModel.set_discounts = (
-    _ngram_fit, _estimated_discounts, _set_discounts)
-
-# %% ../nbs/03_ngram.ipynb #1d591c75
-def _xlogx(x: np.ndarray) -> np.ndarray:
-    return x * np.log(np.where(x > 0, x, 1.0))
-
-def _entropy_tables(self: NGramEntropyModel) -> None:
-    "E_n(h) = sum over all 256 bytes of p log p, for every stored context of every order."
-    P_prev = E_prev = None
-    for lv, D in zip(self.levels[1:], self.discounts):
-        first = lv.start[:-1]
-        key_ctx = np.repeat(np.arange(len(first)), np.diff(lv.start))            # context of every key
-        beta = lv.beta(D)
-        if lv.n == 1: Pp, Ep = np.full(len(lv.keys), 1.0 / ALPHABET), np.array([-math.log(ALPHABET)])   # uniform parent
-        else:
-            Pp = P_prev[lv.parent]                                               # p_{n-1}(w | h') of every key
-            Ep = E_prev[np.searchsorted(self.levels[lv.n - 1].start, lv.parent[first], side="right") - 1]
-        P = lv.discounted(D) / lv.total[key_ctx] + beta[key_ctx] * Pp             # p_n(w | h) of every key
-        E = (np.add.reduceat(_xlogx(P), first) + _xlogx(beta) * np.maximum(1 - np.add.reduceat(Pp, first), 0)
-             + beta * (Ep - np.add.reduceat(_xlogx(Pp), first)))
-        lv.E = E.astype(np.float32)
-        P_prev, E_prev = P, E
-
-NGramEntropyModel._entropy_tables = _entropy_tables
-
-# %% ../nbs/03_ngram.ipynb #e1975264
-def check_tokens(tokens) -> np.ndarray:
-    "BLT ids [B,S] (torch or numpy integers in 0..259) -> int64 numpy array, with a clear error otherwise."
-    if isinstance(tokens, torch.Tensor):
-        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-            raise TypeError(f"tokens must be an integer tensor of BLT ids, got dtype {tokens.dtype}")
-        ids = tokens.detach().cpu().numpy()
-    elif isinstance(tokens, np.ndarray):
-        if not np.issubdtype(tokens.dtype, np.integer):
-            raise TypeError(f"tokens must be an integer array of BLT ids, got dtype {tokens.dtype}")
-        ids = tokens
-    else: raise TypeError(f"tokens must be a torch.Tensor [B,S] of BLT ids, got {type(tokens).__name__}")
-    if ids.ndim != 2: raise ValueError(f"tokens must be 2-D [batch, seq], got shape {tuple(ids.shape)}; "
-                                       "use tokens[None] for a single row")
-    if ids.size and (ids.min() < 0 or ids.max() > 259):
-        raise ValueError(f"tokens must be BLT ids in 0..259, got values in {ids.min()}..{ids.max()}")
-    return ids.astype(np.int64)
-
-def _pack_recent(cbs: dict, N: int, T: int) -> np.ndarray:
-    "The up to 7 most recent context bytes packed most-recent-first: sorting by it sorts every code of order <= 8."
-    r = np.zeros(T, np.uint64)
-    for k in range(1, min(N, 8)): r |= cbs[k].astype(np.uint64) << np.uint64(8 * (7 - k))
-    return r
-
-def _walk(self: NGramEntropyModel, cb) -> list:
-    """Query positions with context bytes cb(k) (k-th most recent, k = 1..order-1): per order n >= 2 the positions
-    whose order-n context is stored, and its context index. (Order 1's empty context always matches.)"""
-    out = [None, None]
-    if self.order == 1: return out
-    T = len(cb(1))
-    pos, code, idx = np.arange(T), np.zeros(T, np.uint64), np.zeros(T, np.int64)
-    for n in range(2, self.order + 1):
-        lv = self.levels[n]
-        code = ((idx.astype(np.uint64) if lv.rerank else code) << _U8) | cb(n - 1)[pos].astype(np.uint64)
-        idx, ok = _lookup(lv.ctx, code)
-        pos, code, idx = pos[ok], code[ok], idx[ok]     # an unseen context has no stored longer context
-        out.append((pos, idx))
-    return out
-
-def _query_bytes(self: NGramEntropyModel, z: np.ndarray, bnd: np.ndarray, T: int):
-    "Context bytes of the first T positions of every row (flattened) and a sort order for fast lookups."
-    cbs = {k: context_bytes(z, bnd, k)[:, :T].ravel() for k in range(1, self.order)}
-    return cbs, np.argsort(_pack_recent(cbs, self.order, z.shape[0] * T))
-
-NGramEntropyModel._walk, NGramEntropyModel._query_bytes = _walk, _query_bytes
+NGramEntropyModel._tuning_ratio, NGramEntropyModel.fit = _tuning_ratio, _ngram_fit
+NGramEntropyModel.estimated_discounts, NGramEntropyModel.set_discounts = _estimated_discounts, _set_discounts
 
 # %% ../nbs/03_ngram.ipynb #ec525023
+def _ids_np(tokens) -> np.ndarray:
+    "BLT ids [B,S] (a torch tensor, or a numpy integer array) as int64 numpy, checked by `tokenizer.check_tokens`."
+    if isinstance(tokens, np.ndarray): tokens = torch.from_numpy(tokens)   # the same checks for numpy input
+    return check_tokens(tokens).detach().cpu().numpy().astype(np.int64)
+
+def _bytes_and_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "(bytes uint8 [B,S], boundary mask [B,S]): ids < 4 (BOE/BOS/EOS/BPE) are boundaries and read as NUL."
+    return np.where(ids >= 4, ids - 4, 0).astype(np.uint8), ids < 4
+
 def _entropies(self: NGramEntropyModel, tokens) -> torch.Tensor:
     """Entropy in nats of the next-byte distribution at every position of BLT ids [B,S] -> float32 [B,S]:
     position i is the uncertainty about byte i+1 given the bytes up to i. Ids < 4 (BOE/BOS/EOS/BPE) are document
     boundaries (the context restarts); rows are independent."""
     self._check_fitted(discounts=True)
-    ids = check_tokens(tokens)
-    if self.levels[1].E is None: self._entropy_tables()
+    ids = _ids_np(tokens)
+    if self.levels[1].E is None: entropy_tables(self.levels, self.discounts)   # once per set of discounts
     B, S = ids.shape
     H = np.empty((B, S), np.float32)
     rows = max(1, self.chunk_positions // max(S, 1))
@@ -384,11 +210,11 @@ def _entropies(self: NGramEntropyModel, tokens) -> torch.Tensor:
     return out.to(tokens.device) if isinstance(tokens, torch.Tensor) else out
 
 def _entropies_np(self: NGramEntropyModel, ids: np.ndarray) -> np.ndarray:
+    "Entropies of one chunk of rows: -E of the longest stored context of every position."
     B, S = ids.shape
-    z, bnd = np.where(ids >= 4, ids - 4, 0).astype(np.uint8), ids < 4
-    cbs, o = self._query_bytes(z, bnd, S)
-    H = np.full(B * S, -self.levels[1].E[0], np.float32)
-    walk = self._walk(lambda k: cbs[k][o])
+    cbs, o = query_bytes(self.order, *_bytes_and_bounds(ids), S)
+    H = np.full(B * S, -self.levels[1].E[0], np.float32)   # order 1: the empty context, stored for every position
+    walk = walk_contexts(self.levels, lambda k: cbs[k][o])
     for n in range(2, self.order + 1):                  # a longer stored context overrides a shorter one
         pos, j = walk[n]
         H[o[pos]] = -self.levels[n].E[j]
@@ -400,17 +226,16 @@ NGramEntropyModel.entropies, NGramEntropyModel._entropies_np = _entropies, _entr
 def _next_byte_probs(self: NGramEntropyModel, tokens) -> torch.Tensor:
     "The full next-byte distribution, float64 [B,S,256] (dense: for small inputs)."
     self._check_fitted(discounts=True)
-    ids = check_tokens(tokens)
+    ids = _ids_np(tokens)
     B, S = ids.shape
-    z, bnd = np.where(ids >= 4, ids - 4, 0).astype(np.uint8), ids < 4
-    cbs, o = self._query_bytes(z, bnd, S)
-    walk = self._walk(lambda k: cbs[k][o])
-    P = np.full((B * S, ALPHABET), 1.0 / ALPHABET)
+    cbs, o = query_bytes(self.order, *_bytes_and_bounds(ids), S)
+    walk = walk_contexts(self.levels, lambda k: cbs[k][o])
+    P = np.full((B * S, ALPHABET), 1.0 / ALPHABET)      # below order 1: uniform
     for lv, D in zip(self.levels[1:], self.discounts):
         pos, j = (np.arange(B * S), np.zeros(B * S, np.int64)) if lv.n == 1 else (o[walk[lv.n][0]], walk[lv.n][1])
         P[pos] *= lv.beta(D, j)[:, None]                # beta * lower order ...
         ln = lv.start[j + 1] - lv.start[j]              # ... + discounted counts of the stored continuations
-        k = np.repeat(lv.start[j] - np.cumsum(ln) + ln, ln) + np.arange(ln.sum())
+        k = np.repeat(lv.start[j] - np.cumsum(ln) + ln, ln) + np.arange(ln.sum())   # every stored key of every context
         P[np.repeat(pos, ln), (lv.keys[k] & np.uint64(0xFF)).astype(np.int64)] += (
             lv.discounted(D, k) / np.repeat(lv.total[j], ln))
     return torch.from_numpy(P.reshape(B, S, ALPHABET))         # [B*S, 256] -> [B, S, 256]
@@ -418,109 +243,24 @@ def _next_byte_probs(self: NGramEntropyModel, tokens) -> torch.Tensor:
 NGramEntropyModel.next_byte_probs = _next_byte_probs
 
 # %% ../nbs/03_ngram.ipynb #e3d3d16c
-def _kn_probs(stats: list, D: torch.Tensor) -> torch.Tensor:
-    """KN probability of every target from per-order statistics [c(h w), c(h), [N1, N2, N3+](h)] (orders 1..N);
-    torch, so it is differentiable in the discounts D [N, 3]."""
-    p = None
-    for n, (c, ch, nk) in enumerate(stats, start=1):
-        c, ch, nk = (torch.as_tensor(x).double() for x in (c, ch, nk))
-        if p is None: p = torch.full(c.shape, 1.0 / ALPHABET, dtype=torch.float64)
-        Dc = torch.cat([D.new_zeros(1), D[n - 1]])[c.clamp(max=3).long()]       # D(c); 0 for an unseen byte
-        gamma = D[n - 1] @ nk                                                    # D1 N1 + D2 N2 + D3 N3+
-        p = torch.where(ch > 0, ((c - Dc).clamp(min=0) + gamma * p) / ch.clamp(min=1), p)
-    return p
-
-def _static_stats(self: NGramEntropyModel, z: np.ndarray, lo: int, hi: int) -> list:
-    "Per order [c(h w), c(h), [N1, N2, N3+](h)] from the fitted counts, for positions lo..hi-1 of the stream z."
-    s = max(0, lo - self.order)                         # enough bytes before lo for every context
-    zz = z[None, s:hi + 1]
-    bnd, T = zz == 0, hi - lo
-    w = z[lo + 1:hi + 1].astype(np.uint64)              # the bytes to score
-    cbs = {k: context_bytes(zz, bnd, k)[0, lo - s:hi - s] for k in range(1, self.order)}
-    o = np.argsort(_pack_recent(cbs, self.order, T))
-    walk = self._walk(lambda k: cbs[k][o])
-    stats = []
-    for lv in self.levels[1:]:
-        c, ch, nk = np.zeros(T, np.int32), np.zeros(T, np.int32), np.zeros((3, T), np.int32)
-        if lv.n == 1: tp, j, q = np.arange(T), np.zeros(T, np.int64), w
-        else:
-            pos, j = walk[lv.n]
-            tp = o[pos]
-            q = (lv.ctx[j] << _U8) | w[tp]              # key = context code << 8 | byte
-        ki, kf = _lookup(lv.keys, q)
-        c[tp] = np.where(kf, lv.adj[ki], 0); ch[tp] = lv.total[j]; nk[:, tp] = lv.nk[:, j]
-        stats.append([c, ch, nk])
-    return stats
-
 def _log2_probs(self: NGramEntropyModel, data, adaptive: bool = False) -> np.ndarray:
     """log2 p of every data byte of `data` (end-of-document predictions excluded). adaptive=True: the model also
     learns from the text as it reads it: byte t is scored with the counts of the training data + data[:t]."""
     self._check_fitted(discounts=True)
     z = doc_stream(as_documents(data))
     T, D = len(z) - 1, torch.from_numpy(self.discounts)
-    if adaptive: p = _kn_probs(self._adaptive_stats(z), D).numpy()
-    else:
-        p = np.concatenate([_kn_probs(self._static_stats(z, lo, min(lo + self.chunk_positions, T)), D).numpy()
+    if adaptive: p = kn_probs(adaptive_stats(self.levels, z), D).numpy()
+    else:                                               # static: chunks of positions bound the memory
+        p = np.concatenate([kn_probs(static_stats(self.levels, z, lo, min(lo + self.chunk_positions, T)), D).numpy()
                             for lo in range(0, T, self.chunk_positions)])
-    return np.log2(p[z[1:] != 0])
+    return np.log2(p[z[1:] != 0])                       # a NUL target is an end of document: not scored
 
 def _bpb(self: NGramEntropyModel, data, adaptive: bool = False) -> float:
     "Bits per data byte on held-out `data` (end-of-document predictions are neither scored nor counted)."
     lp = self.log2_probs(data, adaptive)
     return float(-lp.sum() / len(lp))
 
-NGramEntropyModel._static_stats, NGramEntropyModel.log2_probs, NGramEntropyModel.bpb = _static_stats, _log2_probs, _bpb
-
-# %% ../nbs/03_ngram.ipynb #ae625c75
-def _excl_group_cumsum(order: np.ndarray, sorted_keys: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    "For each element: the sum of `vals` over the elements before it in `order` with the same key."
-    v = vals[order]
-    cs = np.cumsum(v) - v                                   # exclusive running sum
-    start = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
-    base = np.maximum.accumulate(np.where(start, np.arange(len(v)), 0))
-    out = np.empty_like(cs); out[order] = cs - cs[base]     # minus the running sum at the group start
-    return out
-
-def _eval_keys(self: NGramEntropyModel, z: np.ndarray) -> list:
-    "Exact keys of every order for the targets of stream z, with context codes ranked within z itself."
-    zz = z[None]
-    bnd, T = zz == 0, len(z) - 1
-    w = z[1:].astype(np.uint64)
-    code, bits, keys = np.zeros(T, np.uint64), 0, [None, w]
-    for n in range(2, self.order + 1):
-        if bits + 8 > CODE_BITS:
-            u, code = _rank(code); bits = int(len(u) - 1).bit_length()
-        code = (code << _U8) | context_bytes(zz, bnd, n - 1)[0, :T].astype(np.uint64)
-        bits += 8
-        keys.append((code << _U8) | w)
-    return keys
-
-def _adaptive_stats(self: NGramEntropyModel, z: np.ndarray) -> list:
-    "Per order [c(h w), c(h), [N1, N2, N3+](h)] at time t = training counts + the stream's counts before t."
-    N, T = self.order, len(z) - 1
-    stats, keys = self._static_stats(z, 0, T), self._eval_keys(z)
-    korder, new = [None], [None] * (N + 2)
-    for n in range(1, N + 1):
-        o = np.argsort(keys[n], kind="stable")          # by key, then by position
-        korder.append(o)
-        before = _excl_group_cumsum(o, keys[n][o], np.ones(T, np.int64))
-        new[n] = (stats[n - 1][0] == 0) & (before == 0) # the first occurrence ever of this n-gram
-    for n in range(1, N + 1):
-        k, h = keys[n], keys[n] >> _U8
-        padded = (h & np.uint64(0xFF)) == 0 if n >= 2 else np.zeros(T, bool)
-        e = np.ones(T, np.int64) if n == N else (new[n + 1] | padded).astype(np.int64)   # events
-        c = stats[n - 1][0] + _excl_group_cumsum(korder[n], k[korder[n]], e)            # c(h w) at time t
-        ev = e.astype(bool)
-        d = np.stack([(ev & (c == 0)).astype(np.int64) - (ev & (c == 1)),               # change of N1
-                      (ev & (c == 1)).astype(np.int64) - (ev & (c == 2)),               # N2
-                      (ev & (c == 2)).astype(np.int64)])                                # N3+
-        oh = np.argsort(h, kind="stable"); hs = h[oh]   # by context, then by position
-        ch = stats[n - 1][1] + _excl_group_cumsum(oh, hs, e)
-        nk = stats[n - 1][2] + np.stack([_excl_group_cumsum(oh, hs, d[i]) for i in range(3)])
-        stats[n - 1] = [c, ch, nk]
-    return stats
-
-NGramEntropyModel._eval_keys, NGramEntropyModel._adaptive_stats = _eval_keys, _adaptive_stats
+NGramEntropyModel.log2_probs, NGramEntropyModel.bpb = _log2_probs, _bpb
 
 # %% ../nbs/03_ngram.ipynb #75c13478
 def split_dev(docs: list[bytes], dev_fraction: float = 0.1) -> tuple[list[bytes], list[bytes]]:
@@ -540,14 +280,14 @@ def tune_discount_ratio(counted: NGramEntropyModel, dev_docs: list[bytes], max_d
     est = counted.estimated_discounts()
     z = doc_stream(as_documents(dev_docs))
     T = min(len(z) - 1, max_dev_positions)
-    stats = [[torch.as_tensor(x).double() for x in s] for s in counted._static_stats(z, 0, T)]   # fixed counts
+    stats = [[torch.as_tensor(x).double() for x in s] for s in static_stats(counted.levels, z, 0, T)]   # fixed counts
     data = torch.from_numpy(z[1:T + 1] != 0)
     k = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     x = torch.logit(torch.from_numpy(est) / k).requires_grad_(True)
     opt = torch.optim.LBFGS([x], max_iter=max_iter, line_search_fn="strong_wolfe")
     def nll():
         opt.zero_grad()
-        loss = -torch.log2(_kn_probs(stats, k * torch.sigmoid(x))[data]).mean()   # bits per dev byte
+        loss = -torch.log2(kn_probs(stats, k * torch.sigmoid(x))[data]).mean()   # bits per dev byte
         loss.backward()
         return loss
     before = nll().item()
@@ -571,36 +311,6 @@ def _truncated(self: NGramEntropyModel, order: int, discounts=None) -> NGramEntr
 
 NGramEntropyModel.truncated = _truncated
 
-# %% ../nbs/03_ngram.ipynb #599e6fc1
-def bench_entropies(n_bytes: int = 2 * 2**20, order: int = 8, seed: int = 0, row_len: int = 4096,
-                    repeats: int = 3) -> dict:
-    "Throughput of `entropies` on one thread (JSON-able dict): fit on English train, time rows of held-out ids."
-    from blt_repro.data import load_corpus
-    train = load_corpus("en", "train")
-    held = load_corpus("en", "validation") + load_corpus("en", "test")
-    while sum(len(d.encode()) + 2 for d in held) < n_bytes and len(train) > 1: held.append(train.pop())
-    rng = np.random.default_rng(seed)
-    ids = np.concatenate([np.r_[1, np.frombuffer(held[i].encode(), np.uint8) + 4, 2]
-                          for i in rng.permutation(len(held))])          # BOS doc EOS, shuffled documents
-    n_rows = max(1, min(n_bytes, len(ids)) // row_len)
-    tokens = torch.from_numpy(ids[:n_rows * row_len].astype(np.int64)).reshape(n_rows, row_len)   # [R, row_len]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        t0 = time.perf_counter()
-        m = NGramEntropyModel(order, discounts="estimated").fit(train)
-        fit_s = time.perf_counter() - t0
-        m.entropies(tokens[:1])                         # builds the entropy tables
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter(); m.entropies(tokens); times.append(time.perf_counter() - t0)
-    finally: torch.set_num_threads(threads)
-    sec = min(times)
-    return {"order": order, "n_bytes": tokens.numel(), "row_len": row_len,
-            "train_bytes": sum(len(d.encode()) for d in train), "n_grams": sum(len(lv.keys) for lv in m.levels[1:]),
-            "fit_s": round(fit_s, 3), "seconds": round(sec, 4), "bytes_per_s": round(tokens.numel() / sec),
-            "mib_per_s": round(tokens.numel() / sec / 2**20, 3), "threads": 1, "repeats": repeats}
-
 # %% ../nbs/03_ngram.ipynb #844887f7
 def text_entropies(model: NGramEntropyModel, text: str | bytes) -> np.ndarray:
     "One entropy (nats) per byte of `text` (a document): the uncertainty about byte t before reading it."
@@ -608,45 +318,12 @@ def text_entropies(model: NGramEntropyModel, text: str | bytes) -> np.ndarray:
     ids = torch.tensor([[1] + [b + 4 for b in data]])    # [1, 1 + len]: BOS + bytes
     return model.entropies(ids)[0, :len(data)].numpy()
 
-def plot_entropies(ax, text: str | bytes, entropies_nats, threshold: float | None = None, unit: str = "nats",
-                   title: str | None = None):
-    """The blog's figure on matplotlib axes `ax`: entropy per byte (x = the characters), average (green dotted),
-    threshold (red dashed) and bytes above it (red dots). `entropies_nats`: one per byte, or model.entropies of
-    [BOS] + bytes (the last value, about the byte after the text, is dropped). Values and `threshold` in nats;
-    `unit` picks the left axis ('nats' or 'bits'), the right axis shows the other unit."""
-    if unit not in ("nats", "bits"): raise ValueError(f"unit must be 'nats' or 'bits', got {unit!r}")
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    h = np.asarray(entropies_nats.detach().cpu() if isinstance(entropies_nats, torch.Tensor) else entropies_nats,
-                   dtype=np.float64).reshape(-1)
-    if len(h) == len(data) + 1: h = h[:len(data)]
-    if len(h) != len(data): raise ValueError(f"{len(h)} entropies for {len(data)} bytes: pass one per byte "
-                                             "(or model.entropies of [BOS] + the bytes)")
-    f = 1.0 if unit == "nats" else 1 / math.log(2)
-    x = np.arange(len(h))
-    ax.plot(x, h * f, "-", color="tab:blue", marker=".", lw=1.5, label="entropy")
-    ax.axhline(h.mean() * f, color="tab:green", ls=":", label=f"average {h.mean() * f:.2f} {unit}")
-    if threshold is not None:
-        ax.axhline(threshold * f, color="tab:red", ls="--", label=f"threshold {threshold * f:.2f} {unit}")
-        peaks = h > threshold
-        ax.plot(x[peaks], h[peaks] * f, "o", color="red", ms=6, label="above threshold: starts a patch")
-    ax.set_xticks(x, [chr(b) if 32 < b < 127 else ("␣" if b == 32 else "·") for b in data])
-    ax.set_xlim(-0.5, len(h) - 0.5)
-    ax.set_xlabel("byte (character; ␣ = space)")
-    ax.set_ylabel(f"entropy ({unit})")
-    other, g = ("bits", 1 / math.log(2)) if unit == "nats" else ("nats", math.log(2))
-    ax.secondary_yaxis("right", functions=(lambda y: y * g, lambda y: y / g)).set_ylabel(f"entropy ({other})")
-    if title: ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize=7, frameon=False)   # below the axes
-    return ax
-
-def blog_patches(text: str | bytes, lengths) -> list[str]:
-    "Patches of `text` in the blog's format `Patch 1: 'I ' (2 bytes)`; `lengths` cover exactly the bytes of text."
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    lengths = [int(n) for n in (lengths.reshape(-1).tolist() if isinstance(lengths, torch.Tensor) else lengths) if n]
-    if sum(lengths) != len(data): raise ValueError(f"patch lengths sum to {sum(lengths)}, the text has {len(data)} bytes")
-    ends = np.cumsum(lengths)
-    return [f"Patch {i}: {data[e - n:e].decode('utf-8', errors='backslashreplace')!r} ({n} bytes)"
-            for i, (n, e) in enumerate(zip(lengths, ends), start=1)]
+def __getattr__(name: str):
+    "`bench_entropies` moved to `bench`; still importable from here (loaded on first use: `bench` imports this module)."
+    if name == "bench_entropies":
+        from blt_repro.bench import bench_entropies
+        return bench_entropies
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/03_ngram.ipynb #a36f565a
 def bpb_vs_order_table(train_docs, val_docs, orders=range(1, 9), discounts: str = "tuned",

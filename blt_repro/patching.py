@@ -5,74 +5,38 @@
 # %% ../nbs/04_patching.ipynb #967395bf
 from __future__ import annotations
 import math
-import statistics
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['DEFAULT_THRESHOLD', 'global_patch_lengths_loop', 'format_patches', 'lengths_from_start_mask',
-           'start_mask_from_lengths', 'check_lengths', 'entropy_start_mask', 'entropy_patch_lengths', 'space_like',
-           'space_start_mask', 'space_patch_lengths', 'static_patch_lengths', 'split_long_patches',
-           'patch_ids_from_lengths', 'decoder_patch_ids_from_lengths', 'mean_patch_size', 'calibrate_threshold',
-           'IncrementalPatcher', 'pad_lengths', 'plot_patches', 'bench_patching']
+__all__ = ['DEFAULT_THRESHOLD', 'PATCH_MODES', 'lengths_from_start_mask', 'start_mask_from_lengths', 'check_lengths',
+           'entropy_start_mask', 'entropy_patch_lengths', 'space_like', 'space_start_mask', 'space_patch_lengths',
+           'static_patch_lengths', 'split_long_patches', 'patch_ids_from_lengths', 'decoder_patch_ids_from_lengths',
+           'mean_patch_size', 'calibrate_threshold', 'IncrementalPatcher', 'pad_lengths', 'PatcherConfig',
+           'patch_lengths']
 
 # %% ../nbs/04_patching.ipynb #8ec1e077
 import torch
 from torch import Tensor
 
-from .tokenizer import OFFSET, SPECIAL_NAMES
+from .core import check_int, check_number, config_from_dict
+from .tokenizer import OFFSET, VOCAB_SIZE, check_tokens
+# the display helpers moved to `plots`; imported here so that older imports from `patching` keep working
+from .plots import format_patches, plot_patches
 
 # %% ../nbs/04_patching.ipynb #a36536d4
 DEFAULT_THRESHOLD: float = 1.335442066192627  # official PatcherArgs.threshold in nats (also the released 1B config)
 
-def global_patch_lengths_loop(entropies: Sequence[float], threshold: float = DEFAULT_THRESHOLD,
-                              include_next_token: bool = False) -> list[int]:
-    "Reference (teaching) version of the global rule on one row: byte t >= 2 starts a patch iff entropies[t-1] > θ."
-    n = len(entropies) + include_next_token                    # bytes the patches cover
-    starts = [t for t in range(n) if t < 2 or entropies[t - 1] > threshold]
-    return [end - start for start, end in zip(starts, starts[1:] + [n])]
-
-# %% ../nbs/04_patching.ipynb #161787f0
-def _as_ids(text: str | bytes | Sequence[int] | Tensor) -> list[int]:
-    "Token ids of `text`: str/bytes are raw bytes (+OFFSET, no specials); ints/tensors are taken as ids."
-    if isinstance(text, str): text = text.encode("utf-8")
-    if isinstance(text, (bytes, bytearray)): return [b + OFFSET for b in text]
-    if isinstance(text, Tensor) and text.dim() == 2 and text.shape[0] != 1:
-        raise ValueError(f"format one row at a time: got token ids of shape {tuple(text.shape)}")
-    ids = text.reshape(-1).tolist() if isinstance(text, Tensor) else [int(i) for i in text]  # [S] or [1,S] -> [S]
-    if bad := [i for i in ids if not 0 <= i < OFFSET + 256]: raise ValueError(f"token ids must be in 0..259, got {bad[:5]}")
-    return ids
-
-def _render(ids: list[int]) -> str:
-    "Readable text of one patch: bytes decoded as UTF-8 (loose bytes as \\xNN), specials as <bos>, <eos>, ..."
-    out, run = [], bytearray()
-    for i in ids + [-1]:
-        if i >= OFFSET: run.append(i - OFFSET); continue
-        if run: out.append(run.decode("utf-8", errors="backslashreplace")); run = bytearray()
-        if i >= 0: out.append(SPECIAL_NAMES[i])
-    return "".join(out)
-
-def format_patches(text: str | bytes | Sequence[int] | Tensor, lengths: Sequence[int] | Tensor) -> list[str]:
-    "The patches of one row as strings. Lengths may be right-padded with 0 and may cover one extra (next) byte."
-    ids = _as_ids(text)
-    if isinstance(lengths, Tensor):
-        if lengths.dim() == 2 and lengths.shape[0] != 1: raise ValueError("format one row of lengths at a time")
-        lengths = lengths.reshape(-1).tolist()                  # [P] or [1,P] -> [P]
-    lengths = [int(n) for n in lengths if n != 0]
-    if any(n < 0 for n in lengths) or sum(lengths) not in (len(ids), len(ids) + 1):
-        raise ValueError(f"patch lengths (sum {sum(lengths)}) must be >= 0 and cover the {len(ids)} bytes "
-                         f"(or {len(ids) + 1} with include_next_token)")
-    bounds = [0]
-    for n in lengths: bounds.append(bounds[-1] + n)
-    return [_render(ids[a:b]) for a, b in zip(bounds, bounds[1:])]
-
 # %% ../nbs/04_patching.ipynb #9cd37a31
 def _check_2d(x: Tensor, name: str, kind: str) -> Tensor:
-    "Check that `x` is a non-empty [B, S] tensor of the right kind ('float' or 'int')."
-    if not isinstance(x, Tensor): raise TypeError(f"{name} must be a torch.Tensor of shape [B, S], got {type(x).__name__}")
+    "Check that `x` is a non-empty [B, S] tensor of the right kind ('float', 'int' or 'bool')."
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, S], got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"{name} must have shape [B, S] (2-D), got shape {tuple(x.shape)}; use x[None] for one row")
-    if x.shape[0] < 1 or x.shape[1] < 1: raise ValueError(f"{name} must have at least one row and one column, got {tuple(x.shape)}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one row and one column, got {tuple(x.shape)}")
+    # the dtype checks catch swapped arguments (ids where entropies belong, and the reverse)
     if kind == "float" and not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor (entropies in nats), got {x.dtype}")
     if kind == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
@@ -90,7 +54,7 @@ def lengths_from_start_mask(starts: Tensor) -> Tensor:
     P = int(slot[:, -1].max())                                 # most patches in a row
     slot += (torch.arange(B, dtype=dt, device=starts.device) * P - 1)[:, None]  # row b -> slots b*P .. b*P+P-1
     counts = torch.zeros(B * P, dtype=dt, device=starts.device)
-    ones = torch.ones(1, dtype=dt, device=starts.device).expand(B * S)
+    ones = torch.ones(1, dtype=dt, device=starts.device).expand(B * S)   # a view: no [B*S'] tensor of ones
     counts.index_add_(0, slot.view(-1), ones)                  # [B*S'] bytes -> [B*P] slot counts
     return counts.view(B, P).long()                            # [B*P] -> [B,P]
 
@@ -100,7 +64,7 @@ def start_mask_from_lengths(lengths: Tensor) -> Tensor:
     total = lengths.sum(1)
     if not bool((total == total[0]).all()): raise ValueError(f"rows cover different numbers of bytes: {total.tolist()}")
     B, T = lengths.shape[0], int(total[0])
-    starts = torch.zeros(B, T + 1, dtype=torch.bool, device=lengths.device)
+    starts = torch.zeros(B, T + 1, dtype=torch.bool, device=lengths.device)   # column T: a bin for the padding
     starts.scatter_(1, lengths.cumsum(1) - lengths, True)     # padding patches all point at column T
     return starts[:, :T]
 
@@ -110,66 +74,79 @@ def check_lengths(lengths: Tensor) -> Tensor:
     lengths = lengths.long()
     if bool((lengths < 0).any()): raise ValueError("patch lengths must be >= 0")
     zero = lengths == 0
+    # a zero followed by a non-zero would be an empty patch in the middle of a row: no rule produces one
     if bool((zero[:, :-1] & ~zero[:, 1:]).any()):
         raise ValueError("a non-zero patch length follows a zero one: zero-length patches may only be right padding")
     return lengths
 
 # %% ../nbs/04_patching.ipynb #a9998dd8
-def _check_number(x: float | Tensor | None, name: str) -> float | None:
-    "A finite-or-infinite float (None passes through); NaN or non-numbers are errors."
-    if x is None: return None
+def _as_float(x: float | Tensor | None, name: str) -> float | None:
+    "`x` as a float (None passes through, a one-element tensor is read); NaN and non-numbers are errors."
     if isinstance(x, Tensor): x = x.item()
-    if isinstance(x, bool) or not isinstance(x, (int, float)): raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    if math.isnan(x): raise ValueError(f"{name} is NaN; pass a number in nats (official default {DEFAULT_THRESHOLD})")
-    return float(x)
+    # NaN gets its own message: `NaN > θ` is False, so the official code would silently never start a patch
+    if isinstance(x, float) and math.isnan(x):
+        raise ValueError(f"{name} is NaN; pass a number in nats (official default {DEFAULT_THRESHOLD})")
+    check_number(name, x, none_ok=True)
+    return None if x is None else float(x)
 
 def _check_entropies(entropies: Tensor) -> Tensor:
     "Entropies must be a float [B,S] tensor without NaN."
     _check_2d(entropies, "entropies", "float")
-    if torch.isnan(entropies.max()):
+    if torch.isnan(entropies.max()):                           # max() propagates NaN: one reduction, one sync
         raise ValueError("entropies contain NaN; check the entropy model (the official code would silently never "
                          "start a patch there)")
     return entropies
 
 def _budget_starts(entropies: Tensor, patch_size: float, n: int) -> Tensor:
     "Budget mode: bytes 0, 1 and the bytes of the S // patch_size - 2 largest entropies[:, 1:] start patches."
-    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, float)) or not patch_size >= 1:
-        raise ValueError(f"patch_size must be a number >= 1, got {patch_size!r}")
+    check_number("patch_size", patch_size, lo=1)
     B, S = entropies.shape
     k = max(int(S // patch_size) - 2, 0)                       # official: S // patch_size patches in all
     top = torch.sort(entropies[:, 1:], dim=1, descending=True, stable=True).indices[:, :k]  # [B,k], ties: earlier
     starts = torch.zeros(B, S + 1, dtype=torch.bool, device=entropies.device)
-    starts[:, :2] = True
+    starts[:, :2] = True                                       # bytes 0 (BOS) and 1 always start
     starts.scatter_(1, top + 2, True)                          # entry j decides byte j+2 (j+2 == S: the next byte)
     return starts[:, :n]
+
+def _check_rule(threshold, threshold_add, monotonic: bool, patch_size) -> tuple[float | None, float | None]:
+    "The (threshold, threshold_add) of a valid combination of the rule keywords, as floats."
+    threshold, threshold_add = _as_float(threshold, "threshold"), _as_float(threshold_add, "threshold_add")
+    if monotonic and threshold_add is not None:
+        raise ValueError("choose one rule: monotonic=True (H_t - H_{t-1} > threshold) or threshold_add "
+                         "(H_t > threshold and H_t - H_{t-1} > threshold_add), not both")
+    if threshold is None and patch_size is None:
+        raise ValueError("threshold=None selects the budget (top-k) mode, which needs patch_size")
+    if threshold is None and (monotonic or threshold_add is not None):
+        raise ValueError("the budget mode has no monotonic/threshold_add variant")
+    if threshold is not None and patch_size is not None:
+        raise ValueError("pass either a threshold, or threshold=None with patch_size (budget mode), not both")
+    return threshold, threshold_add
+
+def _threshold_starts(entropies: Tensor, n: int, threshold: float, threshold_add: float | None, monotonic: bool,
+                      official_quirks: bool) -> Tensor:
+    "Start mask [B, n] of the three threshold rules (global, monotonic, global+monotonic)."
+    starts = torch.ones(entropies.shape[0], n, dtype=torch.bool, device=entropies.device)
+    if n <= 2: return starts                                          # bytes 0 and 1 always start
+    cur, prev = entropies[:, 1:n - 1], entropies[:, :n - 2]    # [B,n-2]: H_{t-1} and H_{t-2} for bytes t = 2..n-1
+    rule = starts[:, 2:]                                       # a view: the comparisons write into starts
+    if monotonic: torch.gt(cur - prev, threshold, out=rule)
+    elif threshold_add is not None: torch.logical_and(cur > threshold, cur - prev > threshold_add, out=rule)
+    else: torch.gt(cur, threshold, out=rule)
+    if official_quirks and (monotonic or threshold_add is not None):
+        starts[:, 2] = True                                    # quirk: byte 2 always starts
+        if threshold_add is not None and n > 3:
+            starts[:, 3] = False                               # quirk: byte 3 never starts
+    return starts
 
 def entropy_start_mask(entropies: Tensor, threshold: float | None = DEFAULT_THRESHOLD, *, monotonic: bool = False,
                        threshold_add: float | None = None, patch_size: float | None = None,
                        include_next_token: bool = False, official_quirks: bool = True) -> Tensor:
     "Boolean [B, S + include_next_token]: True where a byte starts a patch. Keywords as `entropy_patch_lengths`."
     entropies = _check_entropies(entropies)
-    threshold, threshold_add = _check_number(threshold, "threshold"), _check_number(threshold_add, "threshold_add")
-    if monotonic and threshold_add is not None:
-        raise ValueError("choose one rule: monotonic=True (H_t - H_{t-1} > threshold) or threshold_add "
-                         "(H_t > threshold and H_t - H_{t-1} > threshold_add), not both")
+    threshold, threshold_add = _check_rule(threshold, threshold_add, monotonic, patch_size)
     n = entropies.shape[1] + bool(include_next_token)          # bytes the patches cover
-    if threshold is None:
-        if patch_size is None: raise ValueError("threshold=None selects the budget (top-k) mode, which needs patch_size")
-        if monotonic or threshold_add is not None: raise ValueError("the budget mode has no monotonic/threshold_add variant")
-        return _budget_starts(entropies, patch_size, n)
-    if patch_size is not None:
-        raise ValueError("pass either a threshold, or threshold=None with patch_size (budget mode), not both")
-    starts = torch.ones(entropies.shape[0], n, dtype=torch.bool, device=entropies.device)
-    if n <= 2: return starts                                   # bytes 0 and 1 always start
-    cur, prev = entropies[:, 1:n - 1], entropies[:, :n - 2]    # [B,n-2]: H_{t-1} and H_{t-2} for bytes t = 2..n-1
-    rule = starts[:, 2:]                                       # written in place
-    if monotonic: torch.gt(cur - prev, threshold, out=rule)
-    elif threshold_add is not None: torch.logical_and(cur > threshold, cur - prev > threshold_add, out=rule)
-    else: torch.gt(cur, threshold, out=rule)
-    if official_quirks and (monotonic or threshold_add is not None):
-        starts[:, 2] = True                                    # quirk: byte 2 always starts
-        if threshold_add is not None and n > 3: starts[:, 3] = False   # quirk: byte 3 never starts
-    return starts
+    if threshold is None: return _budget_starts(entropies, patch_size, n)
+    return _threshold_starts(entropies, n, threshold, threshold_add, monotonic, official_quirks)
 
 def entropy_patch_lengths(entropies: Tensor, threshold: float | None = DEFAULT_THRESHOLD, *, monotonic: bool = False,
                           threshold_add: float | None = None, patch_size: float | None = None,
@@ -208,9 +185,12 @@ def space_patch_lengths(tokens: Tensor, include_next_token: bool = False) -> Ten
 # %% ../nbs/04_patching.ipynb #52f87999
 def _static_patch_size(patch_size: int) -> int:
     "Static patching needs an integer patch size >= 1 (4.0 is accepted as 4)."
-    if isinstance(patch_size, float) and patch_size.is_integer(): patch_size = int(patch_size)
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"static patching needs an integer patch_size >= 1, got {patch_size!r}")
+    if isinstance(patch_size, float) and patch_size.is_integer():
+        patch_size = int(patch_size)                           # 4.0 (e.g. read back from JSON) is the integer 4
+    try:
+        check_int("patch_size", patch_size)
+    except ValueError:                                         # 4.5 is the usual mistake: say what static needs
+        raise ValueError(f"static patching needs an integer patch_size >= 1, got {patch_size!r}") from None
     return patch_size
 
 def static_patch_lengths(tokens: Tensor, patch_size: int, include_next_token: bool = False,
@@ -220,6 +200,7 @@ def static_patch_lengths(tokens: Tensor, patch_size: int, include_next_token: bo
     patch_size = _static_patch_size(patch_size)
     B, S = tokens.shape
     rest = S + bool(include_next_token) - bool(bos_patch)     # bytes after the BOS patch
+    # every row has the same lengths: build one row, then broadcast it over the batch
     row = [1] * bool(bos_patch) + [patch_size] * (rest // patch_size) + [rest % patch_size] * (rest % patch_size > 0)
     return torch.tensor(row, dtype=torch.long, device=tokens.device).expand(B, -1).contiguous()  # [P] -> [B,P]
 
@@ -227,8 +208,7 @@ def static_patch_lengths(tokens: Tensor, patch_size: int, include_next_token: bo
 def split_long_patches(lengths: Tensor, max_patch_length: int) -> Tensor:
     "Split patches longer than m into chunks of m plus the remainder (last); rows right-padded with 0 -> [B,P']."
     lengths = check_lengths(lengths)
-    if isinstance(max_patch_length, bool) or not isinstance(max_patch_length, int) or max_patch_length < 1:
-        raise ValueError(f"max_patch_length must be an integer >= 1, got {max_patch_length!r}")
+    check_int("max_patch_length", max_patch_length)
     m, dev = max_patch_length, lengths.device
     pieces = (lengths + m - 1) // m                            # [B,P] chunks per patch (0 for padding)
     flat, flat_pieces = lengths.reshape(-1), pieces.reshape(-1)  # [B,P] -> [B*P]
@@ -244,16 +224,15 @@ def split_long_patches(lengths: Tensor, max_patch_length: int) -> Tensor:
 def patch_ids_from_lengths(lengths: Tensor, seq_len: int) -> Tensor:
     "Patch id [B,seq_len] of every byte: id[t] = (number of patch starts <= t) - 1."
     lengths = check_lengths(lengths)
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 0:
-        raise ValueError(f"seq_len must be an integer >= 0, got {seq_len!r}")
+    check_int("seq_len", seq_len, lo=0)
     total = lengths.sum(1)
     if bool((total < seq_len).any()):
         raise ValueError(f"patch lengths cover only {int(total.min())} bytes in some row, fewer than seq_len={seq_len}")
     begin = lengths.cumsum(1) - lengths                        # [B,P] first byte of every patch
-    real = (lengths > 0) & (begin < seq_len)
-    marks = torch.zeros(lengths.shape[0], seq_len + 1, dtype=torch.long, device=lengths.device)
+    real = (lengths > 0) & (begin < seq_len)                   # padding and starts past seq_len leave no mark
+    marks = torch.zeros(lengths.shape[0], seq_len + 1, dtype=torch.long, device=lengths.device)  # column seq_len: a bin
     marks.scatter_add_(1, torch.where(real, begin, seq_len), real.long())   # one mark per patch start
-    return marks[:, :seq_len].cumsum(1) - 1
+    return marks[:, :seq_len].cumsum(1) - 1                    # starts so far, minus one: ids begin at 0
 
 def decoder_patch_ids_from_lengths(lengths: Tensor, seq_len: int) -> Tensor:
     "Decoder patch id [B,seq_len]: byte i reads the global output of patch_of(i+1) - 1 (first patch must be BOS alone)."
@@ -264,6 +243,7 @@ def decoder_patch_ids_from_lengths(lengths: Tensor, seq_len: int) -> Tensor:
     if bool((lengths.sum(1) < seq_len + 1).any()):
         raise ValueError(f"decoder patch ids need lengths that cover seq_len + 1 = {seq_len + 1} bytes "
                          "(compute them with include_next_token=True)")
+    # dropping the BOS patch shifts every start one patch earlier: patch_of(i+1) - 1
     return patch_ids_from_lengths(lengths[:, 1:], seq_len)
 
 # %% ../nbs/04_patching.ipynb #944109bb
@@ -274,11 +254,12 @@ def mean_patch_size(lengths: Tensor) -> float:
 
 def calibrate_threshold(entropies: Tensor, target_mean_patch_size: float, *, max_iter: int = 100,
                         return_achieved: bool = False, **rule_kwargs) -> float | tuple[float, float]:
-    "θ whose mean patch size is closest to the target (bisection, issue #106). `return_achieved`: also the size hit."
+    "θ whose mean patch size is closest to the target (bisection). `return_achieved`: also the size it hits."
     allowed = {"monotonic", "threshold_add", "include_next_token", "official_quirks"}
-    if bad := set(rule_kwargs) - allowed: raise ValueError(f"rule keywords must be among {sorted(allowed)}, got {sorted(bad)}")
+    if bad := set(rule_kwargs) - allowed:
+        raise ValueError(f"rule keywords must be among {sorted(allowed)}, got {sorted(bad)}")
     entropies = _check_entropies(entropies)
-    target = _check_number(target_mean_patch_size, "target_mean_patch_size")
+    target = _as_float(target_mean_patch_size, "target_mean_patch_size")
 
     def size(th: float) -> float:                              # bytes / patches at threshold th
         starts = entropy_start_mask(entropies, th, **rule_kwargs)
@@ -293,12 +274,13 @@ def calibrate_threshold(entropies: Tensor, target_mean_patch_size: float, *, max
         if mid in (lo, hi): break                              # float resolution reached
         if size(mid) < target: lo = mid
         else: hi = mid
+    # the size jumps between thresholds: return whichever end of the final bracket lands closer
     (th, got) = min([(lo, size(lo)), (hi, size(hi))], key=lambda p: abs(p[1] - target))
     return (th, got) if return_achieved else th
 
 # %% ../nbs/04_patching.ipynb #7d0255f0
 def _byte_space_like(token: int) -> bool:
-    "Scalar `space_like` for one id."
+    "Scalar `space_like` for one id (the same classes as the tensor version: not [0-9A-Za-z], not a continuation byte)."
     b = token - OFFSET
     return b < 48 or 57 < b < 65 or 90 < b < 97 or 122 < b < 128 or b >= 0xC0
 
@@ -309,52 +291,60 @@ class IncrementalPatcher:
                  max_patch_length: int | None = None, official_quirks: bool = True, bos_patch: bool = True):
         if mode not in ("entropy", "space", "static"):
             raise ValueError(f"mode must be 'entropy', 'space' or 'static', got {mode!r}")
-        if mode == "entropy":
-            if threshold is None: raise ValueError("the budget mode (threshold=None) is not causal: it cannot patch online")
-            if monotonic and threshold_add is not None: raise ValueError("choose monotonic=True or threshold_add, not both")
+        if mode == "entropy" and threshold is None:            # the top-k needs the whole row before deciding
+            raise ValueError("the budget mode (threshold=None) is not causal: it cannot patch online")
+        if mode == "entropy" and monotonic and threshold_add is not None:
+            raise ValueError("choose monotonic=True or threshold_add, not both")
         if mode == "static": patch_size = _static_patch_size(patch_size)
-        if max_patch_length is not None and (isinstance(max_patch_length, bool) or not isinstance(max_patch_length, int)
-                                             or max_patch_length < 1):
-            raise ValueError(f"max_patch_length must be an integer >= 1 or None, got {max_patch_length!r}")
+        check_int("max_patch_length", max_patch_length, none_ok=True)
         self.mode, self.monotonic, self.official_quirks, self.bos_patch = mode, monotonic, official_quirks, bos_patch
-        self.threshold, self.threshold_add = _check_number(threshold, "threshold"), _check_number(threshold_add, "threshold_add")
+        self.threshold, self.threshold_add = _as_float(threshold, "threshold"), _as_float(threshold_add, "threshold_add")
         self.patch_size, self.max_patch_length = patch_size, max_patch_length
         self.reset()
 
     def reset(self) -> None:
         "Forget every byte."
-        self._lengths: list[int] = []
+        self._lengths: list[int] = []                          # lengths of the patches so far (the last one open)
         self.n_bytes, self.next_starts = 0, True               # byte 0 always starts a patch
-        self._prev_entropy, self._prev_space = 0.0, False
+        self._prev_entropy, self._prev_space = 0.0, False      # the state the relative rules compare with
+
+    def _check_byte(self, token: int | None, entropy: float | None) -> float | None:
+        "The entropy as a float, after checking that the rule gets what it reads."
+        if self.mode == "space" and token is None: raise ValueError("space patching needs the token id of every byte")
+        if self.mode != "entropy": return None
+        if entropy is None: raise ValueError("entropy patching needs the entropy of every byte")
+        if math.isnan(float(entropy)): raise ValueError(f"entropy of byte {self.n_bytes} is NaN")
+        return float(entropy)
 
     def append(self, token: int | None = None, entropy: float | None = None) -> bool:
         "Add one byte (its id; its entropy H_t for entropy rules). Returns whether the next byte opens a patch."
-        if self.mode == "space" and token is None: raise ValueError("space patching needs the token id of every byte")
-        if self.mode == "entropy":
-            if entropy is None: raise ValueError("entropy patching needs the entropy of every byte")
-            entropy = float(entropy)
-            if math.isnan(entropy): raise ValueError(f"entropy of byte {self.n_bytes} is NaN")
-        if self.next_starts: self._lengths.append(1)
+        entropy = self._check_byte(token, entropy)
+        if self.next_starts: self._lengths.append(1)                            # this byte opens a new patch
         else: self._lengths[-1] += 1
         t, self.n_bytes = self.n_bytes, self.n_bytes + 1
         self.next_starts = self._decide(t + 1, token, entropy)
-        if self.max_patch_length is not None and self._lengths[-1] >= self.max_patch_length: self.next_starts = True
+        if self.max_patch_length is not None and self._lengths[-1] >= self.max_patch_length:
+            self.next_starts = True                            # a full patch closes, as split_long_patches would cut it
         return self.next_starts
 
     def _decide(self, nxt: int, token: int | None, h: float | None) -> bool:
         "Does byte `nxt` start a patch, given byte nxt-1 (its id `token`, its entropy `h`)?"
-        if self.mode == "static":
+        if self.mode == "static":                              # with bos_patch the grid is shifted by the BOS patch
             return nxt % self.patch_size == 0 if not self.bos_patch else (nxt - 1) % self.patch_size == 0
         if self.mode == "space":
             like = _byte_space_like(token)
-            counted = (like and not self._prev_space) or token < OFFSET
+            counted = (like and not self._prev_space) or token < OFFSET   # a run of space-like bytes counts once
             self._prev_space = like
             return nxt < 2 or counted
         prev, self._prev_entropy = self._prev_entropy, h
-        if nxt < 2: return True
+        return self._entropy_rule(nxt, h, prev)
+
+    def _entropy_rule(self, nxt: int, h: float, prev: float) -> bool:
+        "The threshold rules for byte `nxt` from H_{nxt-1} = h and H_{nxt-2} = prev, with the official quirks."
+        if nxt < 2: return True                                # bytes 0 and 1 always start
         quirks = self.official_quirks and (self.monotonic or self.threshold_add is not None)
-        if quirks and nxt == 2: return True
-        if quirks and nxt == 3 and self.threshold_add is not None: return False
+        if quirks and nxt == 2: return True                    # quirk: byte 2 always starts
+        if quirks and nxt == 3 and self.threshold_add is not None: return False   # quirk: byte 3 never starts
         if self.monotonic: return h - prev > self.threshold
         if self.threshold_add is not None: return h > self.threshold and h - prev > self.threshold_add
         return h > self.threshold
@@ -369,7 +359,7 @@ class IncrementalPatcher:
     def lengths(self, include_next_token: bool = False) -> list[int]:
         "Patch lengths so far; with include_next_token the (unseen) next byte joins, as in the batch functions."
         out = list(self._lengths)
-        if include_next_token and self.n_bytes:
+        if include_next_token and self.n_bytes:                # the decision already taken says where it goes
             if self.next_starts: out.append(1)
             else: out[-1] += 1
         return out
@@ -379,55 +369,71 @@ def pad_lengths(rows: Sequence[Sequence[int]], device: torch.device | str | None
     P = max((len(r) for r in rows), default=0)
     return torch.tensor([list(r) + [0] * (P - len(r)) for r in rows], dtype=torch.long, device=device)
 
-# %% ../nbs/04_patching.ipynb #97572f6a
-def plot_patches(ax, text: str | bytes | Sequence[int] | Tensor, lengths: Sequence[int] | Tensor,
-                 entropies: Sequence[float] | Tensor | None = None, threshold: float | None = None):
-    "Draw the patches of one row on matplotlib axes `ax` (bands + characters; entropies and threshold if given)."
-    ids, pieces = _as_ids(text), format_patches(text, lengths)
-    lens = [int(n) for n in (lengths.reshape(-1).tolist() if isinstance(lengths, Tensor) else lengths) if n != 0]
-    starts = [s for s in (sum(lens[:k]) for k in range(len(lens))) if s < len(ids)]  # the next byte is not drawn
-    for k, s in enumerate(starts):                             # one band per patch
-        ax.axvspan(s - 0.5, min(s + lens[k], len(ids)) - 0.5, color=("#dbe9f6", "#fde5cf")[k % 2], lw=0)
-    labels = [SPECIAL_NAMES[i] if i < OFFSET else _render([i]).replace(" ", "␣") for i in ids]
-    ax.set_xticks(range(len(ids)), labels if len(ids) <= 160 else [], fontsize=7, fontfamily="monospace")
-    ax.set_xlim(-0.5, len(ids) - 0.5)
-    if entropies is not None:
-        h = torch.as_tensor(entropies, dtype=torch.float32).reshape(-1)[: len(ids)].tolist()   # [S] or [1,S] -> [S]
-        y = [float("nan")] + h[: len(ids) - 1]                 # byte t shows entropies[t-1]
-        ax.plot(range(len(ids)), y, "-", color="0.5", lw=0.8)
-        ax.scatter(starts, [y[s] for s in starts], color="crimson", s=12, zorder=3, label="patch start")
-        ax.scatter(range(len(ids)), y, color="0.3", s=5, zorder=2)
-        ax.set_ylabel("entropy of byte t (nats)")
-    else: ax.set_yticks([])
-    if threshold is not None: ax.axhline(threshold, ls="--", color="crimson", lw=0.8, label=f"θ = {threshold:.3f}")
-    ax.set_title(f"{len(lens)} patches, {len(ids) / max(len(lens), 1):.2f} bytes/patch", fontsize=9)
-    return ax
+# %% ../nbs/04_patching.ipynb #956a7d98
+PATCH_MODES: tuple[str, ...] = ("static", "space", "entropy")
 
-# %% ../nbs/04_patching.ipynb #4a59d747
-def bench_patching(n_bytes: int = 4 * 2**20, seed: int = 0, row_len: int = 8192, repeats: int = 7) -> dict:
-    "Throughput of entropy_patch_lengths (global rule) vs a Python loop on one thread; a JSON-able dict."
-    if n_bytes < 1 or row_len < 1 or repeats < 1: raise ValueError("n_bytes, row_len and repeats must be >= 1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        row_len = min(row_len, n_bytes)
-        rows = n_bytes // row_len
-        g = torch.Generator().manual_seed(seed)
-        E = torch.rand(rows, row_len, generator=g) * 3.0       # [rows, row_len] uniform in [0, 3) nats
-        L = entropy_patch_lengths(E, DEFAULT_THRESHOLD)        # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter(); L = entropy_patch_lengths(E, DEFAULT_THRESHOLD); times.append(time.perf_counter() - t0)
-        lists = E.tolist()                                     # not timed
-        t0 = time.perf_counter()
-        ref = [global_patch_lengths_loop(r, DEFAULT_THRESHOLD) for r in lists]
-        loop_s = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    mib, vec_s = rows * row_len / 2**20, statistics.median(times)
-    return {"n_bytes": rows * row_len, "rows": rows, "row_len": row_len, "threshold": DEFAULT_THRESHOLD, "threads": 1,
-            "vectorised_s": round(vec_s, 5), "vectorised_best_s": round(min(times), 5),
-            "vectorised_mib_s": round(mib / vec_s, 1), "loop_s": round(loop_s, 4),
-            "loop_mib_s": round(mib / loop_s, 2), "speedup": round(loop_s / vec_s, 1),
-            "mean_patch_size": round(mean_patch_size(L), 4), "agree": bool(torch.equal(pad_lengths(ref), L)),
-            "torch": torch.__version__}
+@dataclass
+class PatcherConfig:
+    "How a batch of bytes is cut into patches. Validated on creation; `from_dict` rejects unknown keys."
+    mode: str                              # "static" (fixed stride), "space" (after space-like bytes) or "entropy" (BLT)
+    patch_size: float | None = None        # static: bytes per patch (int); entropy with threshold=None: target mean (budget mode)
+    threshold: float | None = None         # entropy: a byte starts a patch when H(its prediction) > threshold (nats)
+    max_patch_length: int | None = None    # split patches longer than this (official max_patch_length); None = no limit
+
+    def __post_init__(self):
+        if self.mode not in PATCH_MODES: raise ValueError(f"mode must be one of {PATCH_MODES}, got {self.mode!r}")
+        check_int("max_patch_length", self.max_patch_length, none_ok=True)
+        check_number("patch_size", self.patch_size, lo=1, none_ok=True)
+        check_number("threshold", self.threshold, none_ok=True)   # nats; NaN is refused here
+        self._check_mode()
+
+    def _check_mode(self) -> None:
+        "Each mode reads its own settings: a setting it would ignore is an error, not a silent no-op."
+        ps, th = self.patch_size, self.threshold
+        if self.mode == "static":
+            if ps is None or float(ps) != int(ps):
+                raise ValueError(f"static patching needs an integer patch_size >= 1, got {ps!r}")
+            if th is not None:
+                raise ValueError("threshold is only used in entropy mode; leave it None for static patches")
+        elif self.mode == "space":
+            if ps is not None or th is not None:
+                raise ValueError("space patching has no patch_size or threshold (patches end after space-like bytes); "
+                                 "leave both None")
+        elif (ps is None) == (th is None):
+            raise ValueError("entropy patching needs exactly one of threshold (nats; the BLT rule) or patch_size "
+                             "(threshold=None: the budget/top-k mode with that target mean patch size)")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PatcherConfig:
+        "Build from a dict, failing on unknown keys."
+        return config_from_dict(cls, d)
+
+def _entropy_lengths(tokens: Tensor, cfg: PatcherConfig, entropies: Tensor | None) -> Tensor:
+    "Entropy-mode lengths (next byte included), after checking that the entropies match the tokens."
+    if entropies is None:
+        raise ValueError("entropy patching needs entropies [B,S] (nats; entropies[:, i] predicts byte i+1): compute them "
+                         "with entropy_model.entropies(model, tokens) or NGramEntropyModel.entropies(tokens)")
+    if not isinstance(entropies, Tensor) or entropies.shape != tokens.shape:
+        got = tuple(entropies.shape) if isinstance(entropies, Tensor) else type(entropies).__name__
+        raise ValueError(f"entropies must be a tensor shaped like tokens {tuple(tokens.shape)}, got {got}")
+    return entropy_patch_lengths(entropies.to(tokens.device), cfg.threshold, patch_size=cfg.patch_size,
+                                 include_next_token=True)
+
+def patch_lengths(tokens: Tensor, cfg: PatcherConfig, entropies: Tensor | None = None) -> Tensor:
+    """LongTensor[B,P] of patch lengths (right-padded with 0) summing to S+1 per row, first patch 1: what BLT.forward takes.
+    `entropies` [B,S] (nats) are read in entropy mode only."""
+    check_tokens(tokens, VOCAB_SIZE)
+    if not isinstance(cfg, PatcherConfig): raise TypeError(f"cfg must be a PatcherConfig, got {type(cfg).__name__}")
+    if cfg.mode == "static": lengths = static_patch_lengths(tokens, int(cfg.patch_size), include_next_token=True)
+    elif cfg.mode == "space": lengths = space_patch_lengths(tokens, include_next_token=True)
+    else: lengths = _entropy_lengths(tokens, cfg, entropies)
+    if cfg.max_patch_length is not None: lengths = split_long_patches(lengths, cfg.max_patch_length)
+    return lengths
+
+# %% ../nbs/04_patching.ipynb #5112229b
+def __getattr__(name: str):
+    "Names that moved to `bench` stay importable from here (loaded on first use: `bench` imports this module)."
+    if name in ("bench_patching", "global_patch_lengths_loop"):
+        from blt_repro import bench
+        return getattr(bench, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

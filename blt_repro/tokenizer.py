@@ -4,9 +4,11 @@
 
 # %% ../nbs/01_tokenizer.ipynb #f0a1a0e3
 from __future__ import annotations
+import torch
+from torch import Tensor
 
 # %% auto #0
-__all__ = ['BOE_ID', 'BOS_ID', 'EOS_ID', 'BPE_ID', 'OFFSET', 'VOCAB_SIZE', 'SPECIAL_NAMES', 'ByteTokenizer']
+__all__ = ['BOE_ID', 'BOS_ID', 'EOS_ID', 'BPE_ID', 'OFFSET', 'VOCAB_SIZE', 'SPECIAL_NAMES', 'ByteTokenizer', 'check_tokens']
 
 # %% ../nbs/01_tokenizer.ipynb #4a0d8f9a
 BOE_ID: int = 0      # beginning of example; the padding id of packed batches
@@ -26,22 +28,28 @@ class ByteTokenizer:
     def encode(self, text: str | bytes, add_bos: bool = True, add_eos: bool = True) -> list[int]:
         "Ids of the UTF-8 bytes of `text` (+4), optionally wrapped in BOS ... EOS."
         data = self._to_bytes(text)
+        # bool * list: add_bos=False gives [], so one expression covers all four wrappings
         return [BOS_ID] * add_bos + [b + OFFSET for b in data] + [EOS_ID] * add_eos
 
     @staticmethod
     def _to_bytes(text: str | bytes) -> bytes:
-        if isinstance(text, (bytes, bytearray, memoryview)): return bytes(text)
-        if not isinstance(text, str): raise TypeError(f"encode takes str or bytes, got {type(text).__name__}")
-        try: return text.encode("utf-8")
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            return bytes(text)                                 # raw bytes: any byte string has ids, valid UTF-8 or not
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes str or bytes, got {type(text).__name__}")
+        try:
+            return text.encode("utf-8")                        # strict: a lone surrogate must not vanish silently
         except UnicodeEncodeError as e:
             raise ValueError(f"text is not encodable as UTF-8 ({e.reason} at {e.start}); "
                              "pass bytes to encode arbitrary byte strings") from None
 
 # %% ../nbs/01_tokenizer.ipynb #11b4c863
 def _check_ids(ids) -> list[int]:
+    "`ids` as a list of ints, or a ValueError naming the first few ids outside the vocabulary."
     ids = [int(i) for i in ids]
     bad = [i for i in ids if not 0 <= i < VOCAB_SIZE]
-    if bad: raise ValueError(f"ids must be in 0..{VOCAB_SIZE - 1}; got {bad[:5]}")
+    if bad:
+        raise ValueError(f"ids must be in 0..{VOCAB_SIZE - 1}; got {bad[:5]}")   # never clip: a bad id is a bug upstream
     return ids
 
 def _decode_bytes(self: ByteTokenizer, ids) -> bytes:
@@ -57,9 +65,26 @@ def _decode(self: ByteTokenizer, ids, errors: str = "replace") -> str:
 def _id_to_str(self: ByteTokenizer, i: int) -> str:
     "A readable label for one id: `<bos>` etc., the character for printable ASCII, else `\\xNN`."
     i = _check_ids([i])[0]
-    if i < OFFSET: return SPECIAL_NAMES[i]
+    if i < OFFSET:
+        return SPECIAL_NAMES[i]
     b = i - OFFSET
-    return chr(b) if 32 <= b < 127 else f"\\x{b:02x}"
+    return chr(b) if 32 <= b < 127 else f"\\x{b:02x}"          # control bytes and non-ASCII stay visible as \xNN
 
 # methods of ByteTokenizer, defined here beside the policy they implement
 ByteTokenizer.decode_bytes, ByteTokenizer.decode, ByteTokenizer.id_to_str = _decode_bytes, _decode, _id_to_str
+
+# %% ../nbs/01_tokenizer.ipynb #d5c099ab
+def check_tokens(tokens: Tensor, vocab_size: int = VOCAB_SIZE) -> Tensor:
+    "Fail clearly unless `tokens` is an integer [B, S] tensor of ids in 0..vocab_size-1; returns `tokens` unchanged."
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor [B, S] of integer ids, got {type(tokens).__name__}")
+    # bool is an integer dtype to torch, but a mask passed by mistake must not be read as ids 0 and 1
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be an integer tensor of ids, got dtype {tokens.dtype}")
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must be 2-D [B, S], got shape {tuple(tokens.shape)}; use tokens[None] for one row")
+    # one min/max pair (two host syncs) rather than a per-id check
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"token ids must be in 0..{vocab_size - 1}, got values in "
+                         f"{tokens.min().item()}..{tokens.max().item()}")
+    return tokens

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import blt_repro.baselines as bl
-from blt_repro.baselines import (BPETokenizer, ByteTransformer, ByteTransformerConfig, PatcherConfig, TokenTransformer,
-                                 TokenTransformerConfig, bpe_cache_dir, megabyte_config, patch_lengths, spacebyte_config,
+from blt_repro.baselines import (BPETokenizer, ByteTransformer, ByteTransformerConfig, TokenTransformer,
+                                 TokenTransformerConfig, bpe_cache_dir, megabyte_config, spacebyte_config,
                                  train_bpe_tokenizer)
+from blt_repro.patching import PatcherConfig, patch_lengths
 from blt_repro.data import encode_documents, load_corpus, pack_documents
 from blt_repro.model import BLT, BLTConfig
 from blt_repro.tokenizer import EOS_ID, OFFSET, ByteTokenizer

@@ -7,9 +7,11 @@ import torch
 
 from blt_repro.patching import (
     DEFAULT_THRESHOLD, IncrementalPatcher, calibrate_threshold, check_lengths, decoder_patch_ids_from_lengths,
-    entropy_patch_lengths, entropy_start_mask, format_patches, global_patch_lengths_loop, lengths_from_start_mask,
+    entropy_patch_lengths, entropy_start_mask, lengths_from_start_mask,
     mean_patch_size, pad_lengths, patch_ids_from_lengths, space_like, space_patch_lengths, split_long_patches,
     start_mask_from_lengths, static_patch_lengths)
+from blt_repro.bench import global_patch_lengths_loop
+from blt_repro.plots import format_patches
 from blt_repro.tokenizer import ByteTokenizer
 
 SENTENCE = "Daenerys Targaryen is in Game of Thrones, a fantasy epic by George R.R. Martin."
@@ -310,7 +312,7 @@ def test_plot_patches_smoke():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from blt_repro.patching import plot_patches
+    from blt_repro.plots import plot_patches
     ids = sentence_ids()
     E = torch.rand(1, ids.shape[1])
     fig, ax = plt.subplots()
@@ -320,9 +322,18 @@ def test_plot_patches_smoke():
 
 
 def test_bench_small():
-    from blt_repro.patching import bench_patching
+    from blt_repro.bench import bench_patching
     res = bench_patching(n_bytes=4096, row_len=1024, repeats=1)
     assert res["agree"] and res["rows"] == 4 and res["n_bytes"] == 4096 and res["vectorised_mib_s"] > 0
+
+
+def test_moved_names_still_import():
+    "Names that moved to `plots`, `bench` and from `baselines` are still importable from their old modules."
+    from blt_repro import baselines, bench, patching, plots
+    assert patching.format_patches is plots.format_patches and patching.plot_patches is plots.plot_patches
+    assert patching.bench_patching is bench.bench_patching
+    assert baselines.PatcherConfig is patching.PatcherConfig and baselines.patch_lengths is patching.patch_lengths
+    with pytest.raises(AttributeError): patching.no_such_name
 
 
 # ------------------------------------------------------------------ parity with transformers' BLT port
