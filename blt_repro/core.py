@@ -27,21 +27,22 @@ def seed_everything(seed: int = 0) -> None:
 # %% ../nbs/00_core.ipynb #aa8ccbd7
 def pick_device(device: str = "auto") -> torch.device:
     "`'auto'` -> CUDA if available else CPU; otherwise the named device, checked to exist."
-    if device == "auto":
+    if device == "auto":                               # the default everywhere: use a GPU when there is one
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if dev.type == "cuda" and not torch.cuda.is_available():   # fail here, not deep inside the first .to(dev)
         raise ValueError(f"device={device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
     return dev
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     "The dtype for `torch.autocast` on `device` (bf16 on CUDA with bf16 support), or None for plain fp32."
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
+        return torch.bfloat16                          # bf16 keeps fp32's range: no loss scaling needed
+    return None                                        # CPU (and old GPUs): plain fp32, the reference numerics
 
 def set_threads(n: int | None = None) -> int:
     "Cap torch's intra-op threads at `n` (default: env `BLT_NUM_THREADS`, else all cores). Returns the cap."
+    # explicit argument, then the environment (CI and shared machines cap it), then every core
     n = n or int(os.environ.get("BLT_NUM_THREADS", 0)) or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
@@ -49,14 +50,14 @@ def set_threads(n: int | None = None) -> int:
 # %% ../nbs/00_core.ipynb #53880f8c
 def project_root(start: Path | None = None) -> Path:
     "The blt-repro checkout root: env `BLT_REPRO_ROOT`, else the nearest parent with blt-repro's pyproject.toml."
-    if env := os.environ.get("BLT_REPRO_ROOT"):
+    if env := os.environ.get("BLT_REPRO_ROOT"):        # an explicit root wins (e.g. papermill runs in a temp dir)
         return Path(env).resolve()
     here = Path(start or Path.cwd()).resolve()
     candidates = [here, *here.parents]
     if "__file__" in globals(): candidates.append(Path(__file__).resolve().parent.parent)  # the installed package
     for d in candidates:
         pp = d / "pyproject.toml"
-        if pp.exists() and 'name = "blt-repro"' in pp.read_text():
+        if pp.exists() and 'name = "blt-repro"' in pp.read_text():   # another project's pyproject is not ours
             return d
     raise FileNotFoundError("blt-repro project root not found: run inside a checkout or set BLT_REPRO_ROOT")
 
@@ -84,6 +85,7 @@ class Preset:
     batch_size: int = 8          # rows per optimizer step of the reference run
 
     def __post_init__(self):
+        # a preset is read by every experiment: a bad value must fail at import, not hours into a run
         if self.name not in ("tiny", "small", "paper"): raise ValueError(f"unknown preset name {self.name!r}")
         if self.train_bytes < 0 or self.eval_bytes < 0: raise ValueError("byte budgets must be >= 0")
         if not 1 <= self.ngram_order <= 32: raise ValueError(f"ngram_order must be in 1..32, got {self.ngram_order}")
@@ -109,7 +111,7 @@ def get_preset(name: str) -> Preset:
 # %% ../nbs/00_core.ipynb #8de4da29
 def config_from_dict(cls, d: dict):
     "Build the dataclass `cls` from `d`, failing on unknown keys (a typo must never be silently ignored)."
-    known = {f.name for f in fields(cls)}
+    known = {f.name for f in fields(cls)}              # the dataclass's own fields: the only valid keys
     if unknown := sorted(set(d) - known):
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid fields: {sorted(known)}")
     return cls(**d)
@@ -118,14 +120,20 @@ def config_from_dict(cls, d: dict):
 def check_int(name: str, value, lo: int | None = 1, none_ok: bool = False) -> None:
     "Raise ValueError unless `value` is an int (not a bool) >= lo (lo=None: any int); None passes when none_ok."
     if value is None and none_ok: return
+    # bool is a subclass of int, but True as a layer count is always a mistake
     if isinstance(value, bool) or not isinstance(value, int) or (lo is not None and value < lo):
         bound = "an int" if lo is None else f"an int >= {lo}"
         raise ValueError(f"{name} must be {bound}{' or None' if none_ok else ''}, got {value!r}")
+
+def _range_words(lo: float | None, hi: float | None) -> str:
+    "' in [lo, hi]', ' >= lo', ' <= hi' or '': the bounds of a number, for an error message."
+    if lo is not None and hi is not None: return f" in [{lo}, {hi}]"
+    if lo is not None: return f" >= {lo}"
+    return f" <= {hi}" if hi is not None else ""
 
 def check_number(name: str, value, lo: float | None = None, hi: float | None = None, none_ok: bool = False) -> None:
     "Raise ValueError unless `value` is a real number (not a bool) in [lo, hi]; None passes when none_ok."
     if value is None and none_ok: return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value   # NaN fails
     if not ok or (lo is not None and value < lo) or (hi is not None and value > hi):
-        where = f" in [{lo}, {hi}]" if lo is not None and hi is not None else (f" >= {lo}" if lo is not None else (f" <= {hi}" if hi is not None else ""))
-        raise ValueError(f"{name} must be a number{where}{' or None' if none_ok else ''}, got {value!r}")
+        raise ValueError(f"{name} must be a number{_range_words(lo, hi)}{' or None' if none_ok else ''}, got {value!r}")

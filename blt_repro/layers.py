@@ -344,26 +344,34 @@ class KVCache:
 
     def start(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Begin a step that appends T positions to each of `rows` [R] (None: all rows, in order); is_eos [R,T]: which
-        of them end a document (all False: no document masking); valid [R,T]: which exist (default all).
+        of them end a document (all False: no document masking); valid [R,T]: which exist (None: all).
         Returns (mask [R,1,T,K] over the K = cached + T keys, positions [R,T])."""
-        rows = torch.arange(self.pos.shape[0], device=is_eos.device) if rows is None else rows
-        valid = torch.ones_like(is_eos, dtype=torch.bool) if valid is None else valid
-        pos = self.length[rows, None] + torch.arange(is_eos.shape[1], device=rows.device)   # [R,T]
-        eos = (is_eos & valid).long()
-        doc = self.next_doc[rows, None] + eos.cumsum(1) - eos  # [R,T]: a document ends with its EOS
-        self.length[rows] += valid.sum(1); self.next_doc[rows] += eos.sum(1)
-        keep = valid[:, -self.capacity:]                       # [R,T'] what gets stored: the latest `capacity`, if valid
-        every = rows.numel() == self.pos.shape[0] and bool((rows == torch.arange(rows.numel(), device=rows.device)).all())
-        self._step = (None if every else rows, self.used, rows[:, None].expand_as(pos)[:, -self.capacity:][keep],
-                      (pos[:, -self.capacity:] % self.capacity)[keep], keep)   # rows, slots read, then written [N]
-        kpos = torch.cat([self._read(self.pos), pos.masked_fill(~valid, -1)], 1)   # [R,K]; padding is no key
-        kdoc = torch.cat([self._read(self.doc), doc], 1)                            # [R,K]
+        pos, doc = self._advance(rows, is_eos, valid)                               # [R,T] each
+        kpos = torch.cat([self._read(self.pos), pos if valid is None else pos.masked_fill(~valid, -1)], 1)  # [R,K]
+        kdoc = torch.cat([self._read(self.doc), doc], 1)                            # [R,K]; padding above is no key
         self._store(self.pos, pos); self._store(self.doc, doc)
         self.used = min(self.capacity, int(self.length.max()))
         qp, kp = pos[:, :, None], kpos[:, None, :]                                 # [R,T,1], [R,1,K]
         mask = (kp >= 0) & (kp <= qp) & (doc[:, :, None] == kdoc[:, None, :])      # [R,T,K] filled, causal, same doc
         if self.window is not None: mask &= qp - kp < self.window                  # and inside the window
         return mask[:, None], pos                                                  # [R,T,K] -> [R,1,T,K]
+
+    def _advance(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+        "Positions and documents [R,T] of the step's new entries; moves the rows on and records where they are stored."
+        B, T = self.pos.shape[0], is_eos.shape[1]
+        if rows is not None and rows.numel() == B and torch.equal(rows, torch.arange(B, device=rows.device)): rows = None
+        idx = slice(None) if rows is None else rows                                # every row, in order: views
+        eos = (is_eos if valid is None else is_eos & valid).long()
+        pos = self.length[idx, None] + torch.arange(T, device=is_eos.device)        # [R,T]
+        doc = self.next_doc[idx, None] + eos.cumsum(1) - eos                       # [R,T]: a document ends with its EOS
+        self.length[idx] += T if valid is None else valid.sum(1)
+        self.next_doc[idx] += eos.sum(1)
+        n = min(T, self.capacity)                                                  # only the latest `capacity` are kept
+        r = torch.arange(B, device=pos.device) if rows is None else rows
+        r, slot = r[:, None].expand(-1, n), pos[:, -n:] % self.capacity             # [R,n] where they go
+        keep = None if valid is None else valid[:, -n:]                            # [R,n] and whether they exist
+        self._step = (rows, self.used, n, keep, r if keep is None else r[keep], slot if keep is None else slot[keep])
+        return pos, doc
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         "Keys and values k, v [R,Hkv,T,D] of `layer` in this step: stored, and returned after the cached ones [R,Hkv,K,D]."
@@ -380,8 +388,8 @@ class KVCache:
 
     def _store(self, t: Tensor, x: Tensor) -> None:
         "Write this step's new entries x [R,T,...] into their slots of t [B,C,...]."
-        _, _, r, slot, keep = self._step
-        t[r, slot] = x[:, -self.capacity:][keep]                                   # [N,...]
+        _, _, n, keep, r, slot = self._step
+        t[r, slot] = x[:, -n:] if keep is None else x[:, -n:][keep]              # [R,n,...] or [N,...]
 
 # %% ../nbs/05_layers.ipynb #ba3360e9
 def causality_violation(model: nn.Module, x: Tensor, x_changed: Tensor, t: int, mask_fn) -> float:

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-# the vectorised counting machinery lives in `ngram_counts`; its public names stay importable from here
-from .ngram_counts import (ALPHABET, CODE_BITS, MAX_ORDER, Level, adaptive_stats, as_documents, context_bytes,
+from .ngram_counts import (ALPHABET,  # the vectorised counting machinery (importable from here too) CODE_BITS, MAX_ORDER, Level, adaptive_stats, as_documents, context_bytes,
                                     count_levels, doc_stream, entropy_tables, kn_discounts, kn_probs, query_bytes,
                                     static_stats, walk_contexts)
 from .core import check_int
