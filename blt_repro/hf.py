@@ -20,21 +20,22 @@ CROSS_NAMES: dict[str, str] = {  # our CrossAttention parameter name -> transfor
 
 def hf_name(name: str) -> str:
     "Our BLT state-dict key -> the BltForCausalLM key (the hash tables are handled separately: one fused table there)."
+    # three parameters sit at different depths in the port's module tree
     if name == "local_decoder.output.weight": return "lm_head.weight"
     if name == "local_encoder.tok_embeddings.weight": return "model.local_encoder.embed_tokens.weight"
     if name == "local_decoder.norm.weight": return "model.local_decoder.norm.weight"
-    parts = name.split(".")
+    parts = name.split(".")                                    # e.g. ["local_encoder", "layers", "0", ...]
     if len(parts) > 3 and parts[1] == "layers":                # e.g. local_encoder.layers.0.attention.wq.weight
         return ".".join(["model", *parts[:3], HF_BLOCK_NAMES[".".join(parts[3:])]])
     if len(parts) > 3 and parts[1] == "cross_attn_layers":
         return ".".join(["model", *parts[:3], CROSS_NAMES[".".join(parts[3:])]])
-    if parts[-2] in ("patch_embedding_projection", "token_embedding_projection"): return "model." + name
+    if parts[-2] in ("patch_embedding_projection", "token_embedding_projection"): return "model." + name   # same name
     raise KeyError(f"no transformers name for BLT parameter {name!r}")
 
 # %% ../nbs/14_hf.ipynb #0a84db40
 def _hf_classes():
     "Import transformers' BLT lazily (it is only needed for conversion)."
-    try:
+    try:                                                 # not a hard dependency: only conversion needs it
         from transformers import BltConfig, BltForCausalLM
     except ImportError as e:
         raise ImportError("blt_repro.hf needs `transformers` >= 4.57 (pip install transformers)") from e
@@ -60,7 +61,7 @@ def _check_shared(hf_config) -> None:
               "cross_attn_k (model/decoder)": (hf_config.cross_attn_k, dec.cross_attn_k),
               "decoder hidden_size_global/global hidden_size": (dec.hidden_size_global, glob.hidden_size),
               "vocab_size": (hf_config.vocab_size, 260)}
-    for what, (a, b) in checks.items():
+    for what, (a, b) in checks.items():                 # report the first disagreement by name
         if a != b: raise ValueError(f"cannot convert: {what} differ ({a} vs {b}); BLT shares them")
 
 def _hash_from_hf(hf_config) -> HashNgramConfig | None:
@@ -75,6 +76,7 @@ def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
     "BLTConfig equal in behaviour to a transformers BltConfig. document_mask=False matches the port (it ignores EOS)."
     _check_shared(hf_config)
     enc, dec, glob = hf_config.encoder_config, hf_config.decoder_config, hf_config.global_config
+    # the decoder's local shape equals the encoder's (checked above), so the encoder's values stand for both
     return BLTConfig(
         d_local=enc.hidden_size, d_global=glob.hidden_size, n_layers_encoder=enc.num_hidden_layers,
         n_layers_global=glob.num_hidden_layers, n_layers_decoder=dec.num_hidden_layers,
@@ -92,7 +94,7 @@ def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
 
 def _port_problems(cfg: BLTConfig) -> list[str]:
     "What of `cfg` the port cannot express (empty: convertible)."
-    problems = []
+    problems = []                                        # collect them all: one error lists every reason
     if not (cfg.cross_attn_encoder and cfg.cross_attn_decoder): problems.append("the port always uses both cross-attentions")
     if cfg.cross_attn_window_encoder is not None or cfg.cross_attn_window_decoder is not None:
         problems.append("the port's cross-attention reads exactly one patch (windows must be None)")
@@ -110,6 +112,7 @@ def _sub_config(cfg: BLTConfig, part: str) -> dict:
     dim, theta = (cfg.d_local, cfg.rope_theta_local) if local else (cfg.d_global, cfg.rope_theta_global)
     heads = (cfg.n_heads_local, cfg.n_kv_heads_local) if local else (cfg.n_heads_global, cfg.n_kv_heads_global)
     layers = {"encoder": cfg.encoder_layers, "decoder": cfg.decoder_layers, "global": cfg.global_layers}[part]
+    # explicit intermediate_size: the port's default width is unrounded, ours is rounded up to 256
     sub = dict(hidden_size=dim, num_hidden_layers=layers.n_layers, num_attention_heads=heads[0],
                num_key_value_heads=heads[1], rms_norm_eps=cfg.norm_eps, intermediate_size=layers.hidden_dim,
                rope_parameters={"rope_type": "default", "rope_theta": theta})
@@ -120,10 +123,11 @@ def _sub_config(cfg: BLTConfig, part: str) -> dict:
 
 def config_to_hf(cfg: BLTConfig, attn_implementation: str = "eager"):
     "transformers BltConfig (patch_in_forward=False) for a BLTConfig the port can express; raises otherwise."
-    BltConfig, _ = _hf_classes()
+    BltConfig, _ = _hf_classes()                         # transformers is imported only when needed
     if problems := _port_problems(cfg):
         raise ValueError("BLTConfig cannot be expressed as a transformers BltConfig: " + "; ".join(problems))
     h = cfg.hash                                         # no hash embeddings: the port's "0 functions" setting
+    # patch_in_forward=False: we always pass patch lengths, the port's own patcher is never used
     return BltConfig(
         vocab_size=cfg.vocab_size, patch_in_forward=False, local_attention_window_len=cfg.local_window,
         cross_attn_k=cfg.cross_attn_k, tie_word_embeddings=False,
@@ -133,45 +137,53 @@ def config_to_hf(cfg: BLTConfig, attn_implementation: str = "eager"):
         global_config=_sub_config(cfg, "global"), attn_implementation=attn_implementation)
 
 # %% ../nbs/14_hf.ipynb #55d8c39c
-def _hash_key() -> str: return "model.encoder_hash_tok_embedding.weight"
+def _hash_key() -> str: return "model.encoder_hash_tok_embedding.weight"   # the port's one fused hash table
+
+def _is_hash(name: str) -> bool:
+    "Our per-function hash tables: the port holds them as one fused table, converted separately."
+    return name.startswith("encoder_hash_tok_embedding.")
 
 @torch.no_grad()
 def blt_from_hf(model, document_mask: bool = False) -> BLT:
     "Our BLT with the weights of a transformers BltForCausalLM (equal logits for the same ids and patch lengths)."
-    cfg = config_from_hf(model.config, document_mask=document_mask)
-    blt = BLT(cfg)
-    src = model.state_dict()
+    blt = BLT(config_from_hf(model.config, document_mask=document_mask))
+    src = model.state_dict()                                   # the port's names; hf_name maps ours onto them
     for name, p in blt.named_parameters():
-        if name.startswith("encoder_hash_tok_embedding."): continue
+        if _is_hash(name): continue                            # loaded fused below
         t = src[hf_name(name)]
         if t.shape != p.shape: raise ValueError(f"{hf_name(name)}: shape {tuple(t.shape)} but BLT {name} is {tuple(p.shape)}")
         p.copy_(t)
     if blt.encoder_hash_tok_embedding is not None: blt.encoder_hash_tok_embedding.load_fused_weight(src[_hash_key()])
-    return blt.to(next(model.parameters()).device).eval()
+    return blt.to(next(model.parameters()).device).eval()     # same device as the source; eval: no dropout anyway
+
+def _check_complete(new: dict, dst: dict) -> None:
+    "Every converted tensor must fit a port parameter, and every non-empty port parameter must get one."
+    for k, v in new.items():
+        if k not in dst or dst[k].shape != v.shape:
+            raise ValueError(f"{k}: not in BltForCausalLM or wrong shape ({tuple(v.shape)})")
+    # a parameter left out would keep its random init and break parity without any error
+    if missing := sorted(k for k in dst if k not in new and dst[k].numel() > 0):
+        raise ValueError(f"BltForCausalLM parameters with no BLT source: {missing}")
 
 @torch.no_grad()
 def blt_to_hf(blt: BLT, attn_implementation: str = "eager"):
     "A transformers BltForCausalLM with the weights of our BLT (raises if the port cannot express its config)."
     _, BltForCausalLM = _hf_classes()
     model = BltForCausalLM(config_to_hf(blt.config, attn_implementation))
-    dst = model.state_dict()
-    new = {hf_name(n): p.detach().clone() for n, p in blt.named_parameters() if not n.startswith("encoder_hash_tok_embedding.")}
-    if blt.encoder_hash_tok_embedding is not None: new[_hash_key()] = blt.encoder_hash_tok_embedding.fused_weight().detach().clone()
-    for k, v in new.items():
-        if k not in dst or dst[k].shape != v.shape:
-            raise ValueError(f"{k}: not in BltForCausalLM or wrong shape ({tuple(v.shape)})")
-    missing = sorted(k for k in dst if k not in new and dst[k].numel() > 0)
-    if missing: raise ValueError(f"BltForCausalLM parameters with no BLT source: {missing}")
-    model.load_state_dict(new, strict=False)
+    new = {hf_name(n): p.detach().clone() for n, p in blt.named_parameters() if not _is_hash(n)}
+    if blt.encoder_hash_tok_embedding is not None:             # the per-function tables, fused into one
+        new[_hash_key()] = blt.encoder_hash_tok_embedding.fused_weight().detach().clone()
+    _check_complete(new, model.state_dict())
+    model.load_state_dict(new, strict=False)                   # strict=False: empty buffers have no source
     return model.eval()
 
 # %% ../nbs/14_hf.ipynb #777dd5a1
 def blt_from_pretrained(repo_id: str = "itazap/blt-1b-hf", document_mask: bool = False, **kwargs) -> BLT:
     "Download a BltForCausalLM checkpoint with transformers (network + gated access) and convert it to our BLT."
-    _, BltForCausalLM = _hf_classes()
+    _, BltForCausalLM = _hf_classes()                          # transformers is imported only when needed
     try:
         model = BltForCausalLM.from_pretrained(repo_id, **kwargs)
-    except OSError as e:
+    except OSError as e:                                       # offline, gated, or a typo: say what to do
         raise OSError(f"could not load {repo_id!r} through transformers: it needs network access and, for gated repos, "
                       f"an accepted licence and `huggingface-cli login` (or pass a local directory). Cause: {e}") from e
     return blt_from_hf(model, document_mask=document_mask)

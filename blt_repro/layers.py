@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import config_from_dict
+from .core import check_int, config_from_dict
 from .tokenizer import EOS_ID
 
 # %% ../nbs/05_layers.ipynb #e4ae633e
@@ -83,17 +83,14 @@ class TransformerConfig:
     window: int | None = None          # sliding window W for the self-attention mask (i-W < j <= i); None = unlimited
 
     def __post_init__(self):
-        for name in ("dim", "n_layers", "n_heads", "multiple_of"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"TransformerConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        for name in ("dim", "n_layers", "n_heads", "multiple_of"): check_int(f"TransformerConfig.{name}", getattr(self, name))
         if self.n_kv_heads is None: self.n_kv_heads = self.n_heads
         if self.dim % self.n_heads:
             raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}: pick n_heads dividing dim")
         if self.head_dim % 2: raise ValueError(f"head_dim={self.head_dim} must be even for RoPE: change dim or n_heads")
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads} (grouped-query attention)")
-        if self.window is not None and self.window < 1: raise ValueError(f"window must be >= 1 or None, got {self.window}")
-        if self.ffn_hidden is not None and self.ffn_hidden < 1: raise ValueError(f"ffn_hidden must be >= 1 or None, got {self.ffn_hidden}")
+        for name in ("window", "ffn_hidden"): check_int(f"TransformerConfig.{name}", getattr(self, name), none_ok=True)
         if self.rope_theta <= 0 or self.norm_eps <= 0 or self.ffn_dim_multiplier <= 0:
             raise ValueError("rope_theta, norm_eps and ffn_dim_multiplier must be positive")
 
@@ -139,9 +136,8 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor, cos: Tensor | None = None, sin: Tensor | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:
-        """x [B,S,dim], mask bool [B|1,H|1,S,K], cos/sin from rope_cos_sin (None = no RoPE) -> [B,S,dim].
-        Without a cache the keys are x's own (K = S). With a `KVCache` (below; mask from its `start`) they are the
-        cached keys of this `layer` followed by x's, which the cache then keeps."""
+        """x [B,S,dim], mask bool [B|1,H|1,S,K], cos/sin from rope_cos_sin (None = no RoPE) -> [B,S,dim]. The keys are x's
+        (K = S), or with a `KVCache` (below; mask from its `start`) the cached ones of `layer` followed by x's."""
         q = self.wq(x).unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)     # [B,S,H*D] -> [B,H,S,D]
         k = self.wk(x).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)  # [B,S,Hkv*D] -> [B,Hkv,S,D]
         v = self.wv(x).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)  # [B,S,Hkv*D] -> [B,Hkv,S,D]
@@ -322,19 +318,17 @@ def decoder_cross_mask(decoder_patch_ids: Tensor, n_patches: int, k: int = 1, wi
 
 # %% ../nbs/05_layers.ipynb #c28d6e75
 class KVCache:
-    """Keys and values of every layer of one block stack, for B rows that each grow at their own pace. Position p of a
-    row lives in slot p % capacity, so a capacity of at least the attention window makes it a ring that keeps exactly
-    what can still be read. One step: `mask, positions = start(rows, is_eos)`, then the stack's forward with this cache."""
+    """Keys and values of every layer of a block stack for B rows, each growing at its own pace. Position p lives in slot
+    p % capacity: a ring keeping what a window can still read. A step: `mask, pos = start(rows, is_eos)`, then forward."""
     def __init__(self, n_layers: int, batch: int, capacity: int, n_kv_heads: int, head_dim: int,
                  window: int | None = None, device=None, dtype=torch.float32):
-        self.capacity, self.window = capacity, window
+        self.capacity, self.window, self.used = capacity, window, 0   # used: slots filled in any row (reads stop there)
         self.k = torch.zeros(n_layers, batch, capacity, n_kv_heads, head_dim, device=device, dtype=dtype)  # [L,B,C,Hkv,D]
         self.v = torch.zeros_like(self.k)                                              # [L,B,C,Hkv,D]
         self.pos = torch.full((batch, capacity), -1, dtype=torch.long, device=device)  # [B,C] position in a slot (-1: empty)
         self.doc = torch.zeros(batch, capacity, dtype=torch.long, device=device)       # [B,C] document of a slot
         self.length = torch.zeros(batch, dtype=torch.long, device=device)              # [B] positions read per row
         self.next_doc = torch.zeros(batch, dtype=torch.long, device=device)            # [B] document of the next position
-        self.used = 0                                  # slots filled in any row: reads stop there
 
     @classmethod
     def for_config(cls, cfg: TransformerConfig, batch: int, max_len: int, device=None, dtype=torch.float32) -> KVCache:
@@ -343,9 +337,8 @@ class KVCache:
         return cls(cfg.n_layers, batch, capacity, cfg.n_kv_heads, cfg.head_dim, cfg.window, device, dtype)
 
     def start(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Begin a step that appends T positions to each of `rows` [R] (None: all rows, in order); is_eos [R,T]: which
-        of them end a document (all False: no document masking); valid [R,T]: which exist (None: all).
-        Returns (mask [R,1,T,K] over the K = cached + T keys, positions [R,T])."""
+        """Append T positions to `rows` [R] (None: all); is_eos [R,T]: which end a document (all False: no document mask);
+        valid [R,T]: which exist (None: all). Returns (mask [R,1,T,K] over K = cached + T keys, positions [R,T])."""
         pos, doc = self._advance(rows, is_eos, valid)                               # [R,T] each
         kpos = torch.cat([self._read(self.pos), pos if valid is None else pos.masked_fill(~valid, -1)], 1)  # [R,K]
         kdoc = torch.cat([self._read(self.doc), doc], 1)                            # [R,K]; padding above is no key
@@ -367,8 +360,8 @@ class KVCache:
         self.length[idx] += T if valid is None else valid.sum(1)
         self.next_doc[idx] += eos.sum(1)
         n = min(T, self.capacity)                                                  # only the latest `capacity` are kept
-        r = torch.arange(B, device=pos.device) if rows is None else rows
-        r, slot = r[:, None].expand(-1, n), pos[:, -n:] % self.capacity             # [R,n] where they go
+        r = (torch.arange(B, device=pos.device) if rows is None else rows)[:, None].expand(-1, n)   # [R,n] where they go
+        slot = pos[:, -n:] % self.capacity                                         # [R,n]
         keep = None if valid is None else valid[:, -n:]                            # [R,n] and whether they exist
         self._step = (rows, self.used, n, keep, r if keep is None else r[keep], slot if keep is None else slot[keep])
         return pos, doc
@@ -383,12 +376,12 @@ class KVCache:
 
     def _read(self, t: Tensor) -> Tensor:
         "The filled slots of this step's rows: t [B,C,...] -> [R,used,...] (a view when the step has every row, in order)."
-        rows, used = self._step[:2]                    # rows None: the step has every row, in order
+        rows, used = self._step[:2]
         return t[:, :used] if rows is None else t[rows, :used]
 
     def _store(self, t: Tensor, x: Tensor) -> None:
         "Write this step's new entries x [R,T,...] into their slots of t [B,C,...]."
-        _, _, n, keep, r, slot = self._step
+        _, _, n, keep, r, slot = self._step                                        # from _advance
         t[r, slot] = x[:, -n:] if keep is None else x[:, -n:][keep]              # [R,n,...] or [N,...]
 
 # %% ../nbs/05_layers.ipynb #ba3360e9

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .ngram_counts import (ALPHABET,  # the vectorised counting machinery (importable from here too) CODE_BITS, MAX_ORDER, Level, adaptive_stats, as_documents, context_bytes,
+from .ngram_counts import (ALPHABET, CODE_BITS, MAX_ORDER, Level, adaptive_stats, as_documents, context_bytes,
                                     count_levels, doc_stream, entropy_tables, kn_discounts, kn_probs, query_bytes,
-                                    static_stats, walk_contexts)
+                                    static_stats, walk_contexts)   # the counting machinery; importable from here too
 from .core import check_int
 from .plots import blog_patches, plot_entropies   # moved to `plots`; importable from here too
 from .tokenizer import check_tokens
