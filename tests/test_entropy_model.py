@@ -157,3 +157,14 @@ def test_training_loss_decreases():
     first, last = sum(h["loss"] for h in hist[:5]) / 5, sum(h["loss"] for h in hist[-5:]) / 5
     assert last < first - 1.0, (first, last)
     assert bpb(model, docs[:1], seq_len=128) < 2.0
+
+
+def test_cached_forward_equals_full():
+    "EntropyModel.forward with a cache (its window is a ring), byte by byte and in chunks, gives the full-row logits."
+    torch.manual_seed(0)
+    model = EntropyModel(EntropyModelConfig(dim=32, n_layers=2, n_heads=2, window=W)).eval()
+    x = torch.tensor([TOK.encode("first doc") + TOK.encode("second one, longer")])
+    with torch.no_grad():
+        cache = model.new_cache(batch=1, max_len=x.shape[1])
+        steps = [model(x[:, t:t + 1], cache=cache) for t in range(7)] + [model(x[:, 7:], cache=cache)]
+        torch.testing.assert_close(torch.cat(steps, 1), model(x), atol=1e-5, rtol=0)

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blt_repro.layers import (HF_BLOCK_NAMES, Attention, RMSNorm, SwiGLU, Transformer, TransformerBlock,
+from blt_repro.layers import (HF_BLOCK_NAMES, Attention, KVCache, RMSNorm, SwiGLU, Transformer, TransformerBlock,
                               TransformerConfig, apply_rope, block_causal_patch_mask, causal_mask,
                               causality_violation, decoder_cross_mask, document_causal_mask, document_ids,
                               encoder_cross_mask, ffn_hidden_dim, masked_attention, patch_eos_flags,
-                              rope_cos_sin, rope_halves_permutation, sliding_window_mask)
+                              local_attention_mask, rope_cos_sin, rope_halves_permutation, sliding_window_mask)
 from blt_repro.patching import decoder_patch_ids_from_lengths, patch_ids_from_lengths
 from blt_repro.tokenizer import EOS_ID
 
@@ -286,3 +286,43 @@ def test_parity_block():
                  position_embeddings=rope(x, torch.arange(S)[None].expand(2, -1)))
         got = ours(x, mask, *rope_cos_sin(S, 8, 5e5))
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- KV cache
+@pytest.mark.parametrize("window, kv_heads", [(None, 4), (5, 2), (3, 1)])
+def test_kv_cache_equals_full_forward(window, kv_heads):
+    "The same Transformer.forward, fed in chunks with a KVCache (rows advancing separately, chunks longer than the "
+    "ring), gives the outputs of one pass over the whole rows (causal or windowed, document-masked, GQA)."
+    torch.manual_seed(0)
+    cfg = TransformerConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=kv_heads, ffn_hidden=48, window=window)
+    net = Transformer(cfg).eval()
+    x, tok = torch.randn(3, 23, 32), torch.randint(4, 260, (3, 23))
+    tok[0, 4], tok[2, 10], tok[2, 11] = EOS_ID, EOS_ID, EOS_ID                    # documents, one of them empty
+    with torch.no_grad():
+        full = net(x, local_attention_mask(tok, window))
+        cache, got = KVCache.for_config(cfg, batch=3, max_len=23), torch.zeros_like(full)
+        for rows, a, b in [([0, 1, 2], 0, 9), ([2], 9, 10), ([0, 1], 9, 10), ([1, 0], 10, 23), ([2], 10, 23)]:
+            r = torch.tensor(rows)
+            mask, pos = cache.start(r, tok[r, a:b] == EOS_ID)
+            assert pos.tolist() == [list(range(a, b))] * len(rows)
+            got[r, a:b] = net(x[r, a:b], mask, pos, cache)
+    torch.testing.assert_close(got, full, atol=1e-5, rtol=0)
+
+
+def test_kv_cache_ragged_steps():
+    "valid marks rows that get fewer new positions: the missing ones are neither keys nor counted."
+    torch.manual_seed(0)
+    cfg = TransformerConfig(dim=16, n_layers=1, n_heads=2, ffn_hidden=32)
+    net = Transformer(cfg).eval()
+    x = torch.randn(2, 6, 16)
+    with torch.no_grad():
+        full = net(x, causal_mask(6)[None, None])
+        cache = KVCache.for_config(cfg, batch=2, max_len=6)
+        valid = torch.tensor([[True, True, True], [True, False, False]])
+        mask, pos = cache.start(None, torch.zeros(2, 3, dtype=torch.bool), valid)
+        first = net(x[:, :3], mask, pos, cache)
+        assert cache.length.tolist() == [3, 1]
+        mask, pos = cache.start(torch.tensor([1]), torch.zeros(1, 5, dtype=torch.bool))   # row 1 catches up
+        second = net(x[1:, 1:], mask, pos, cache)
+    torch.testing.assert_close(first[0], full[0, :3], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat([first[1, :1], second[0]]), full[1], atol=1e-5, rtol=0)

@@ -167,3 +167,21 @@ def test_leaky_lengths_are_detected(model):
         return torch.tensor([[b - a for a, b in zip(cuts, cuts[1:])]])
     ids = torch.tensor([TOK.encode("the cat sat on the mat and then it ran", add_eos=False)])
     assert max(_gap(model, ids, t, leaky, seed=t) for t in range(1, ids.shape[1] - 1, 2)) > 1e-3
+
+
+def test_steps_compose_to_forward():
+    "BLT.forward is embed -> run_layers -> patch_states -> global -> slots -> decode; embed(chunk, context) equals the "
+    "full-row embedding of that chunk (the hash n-grams read the context)."
+    torch.manual_seed(0)
+    model = BLT(BLTConfig.tiny()).eval()
+    ids = torch.tensor([TOK.encode("steps of one forward", add_eos=False)])
+    m = model.embed_context
+    assert m == 4                                                         # hash n-grams up to 5 bytes
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed(ids[:, 9:], ids[:, 9 - m:9]), model.embed(ids)[:, 9:], atol=0, rtol=0)
+        L = space_patch_lengths(ids, include_next_token=True)
+        masks, P, enc, dec = model.masks(ids, L), L.shape[1], model.local_encoder, model.local_decoder
+        hs = enc.run_layers(model.embed(ids), masks["local"])
+        g = model.global_transformer(enc.patch_states(hs, masks["patch_ids"], P).reshape(1, P, -1), masks["glob"])
+        out = dec.decode(hs[-1], dec.slots(g), masks["decoder_patch_ids"], masks["local"])
+        torch.testing.assert_close(out, model(ids, L), atol=0, rtol=0)
