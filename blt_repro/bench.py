@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 # %% auto #0
-__all__ = ['global_patch_lengths_loop', 'bench_patching', 'bench_entropies', 'bench_forward']
+__all__ = ['global_patch_lengths_loop', 'bench_patching', 'bench_entropies', 'bench_forward', 'bench_train', 'bench_generate']
 
 # %% ../nbs/18_bench.ipynb #51fb7d88
 import torch
@@ -152,3 +152,105 @@ def bench_forward(cfg: BLTConfig | None = None, batch_size: int = 8, seq_len: in
     for name, t in secs.items(): out[f"{name}_bytes_per_s"] = round(n_bytes / t)
     for impl in port_impls: out[f"speedup_vs_{impl}"] = round(secs[f"port_{impl}"] / secs["ours"], 2)
     return out
+
+# %% ../nbs/18_bench.ipynb #30e6eb68
+from .baselines import ByteTransformer, ByteTransformerConfig
+from .data import encode_documents
+from .flops import blt_flops_per_byte, byte_transformer_flops_per_byte, count_params
+from .prepare import MODEL_PRESETS, LanguageModel
+
+def _train_rows(steps: int, batch_size: int, seq_len: int) -> list[torch.Tensor]:
+    "Rows [seq_len+1] of the English train split, enough for `steps` batches."
+    stream = torch.from_numpy(encode_documents(load_corpus("en", "train", max_bytes=2 * steps * batch_size * seq_len)))
+    n = (len(stream) - 1) // seq_len                                             # rows overlap by one id
+    return [stream[i * seq_len: i * seq_len + seq_len + 1] for i in range(n)]
+
+def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: int = 0) -> dict:
+    "Training bytes/s of the tiny BLT (space patches) vs a byte transformer with its global shape, measured in turns."
+    torch.manual_seed(seed)
+    bcfg = BLTConfig.from_dict(MODEL_PRESETS["tiny"]["blt"])
+    tcfg = ByteTransformerConfig(dim=bcfg.d_global, n_layers=bcfg.n_layers_global, n_heads=bcfg.n_heads_global)
+    models = {"blt": LanguageModel(BLT(bcfg), PatcherConfig("space")), "byte": LanguageModel(ByteTransformer(tcfg))}
+    rows, opts = _train_rows(steps, batch_size, seq_len), {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for step in range(steps + 2):                                                # 2 warm-up steps
+        batch = torch.stack([rows[(step * batch_size + j) % len(rows)] for j in range(batch_size)])   # [B,S+1]
+        for k, m in models.items():                                              # in turns: drift hits both alike
+            t0 = time.perf_counter()
+            nats = m.nats(batch[:, :-1], batch[:, 1:])
+            opts[k].zero_grad(); nats.mean().backward(); opts[k].step()
+            if step >= 2: times[k].append(time.perf_counter() - t0)
+    patch = models["blt"].bytes_per_patch()
+    fpb = {"blt": blt_flops_per_byte(bcfg, patch, seq_len)["total"],
+           "byte": byte_transformer_flops_per_byte(tcfg.transformer_config(), seq_len)["total"]}
+    bps = {k: batch_size * seq_len / statistics.median(t) for k, t in times.items()}   # bytes per second
+    return {"benchmark": "train", "seq_len": seq_len, "batch_size": batch_size, "steps": steps, "threads": torch.get_num_threads(),
+            "blt_bytes_per_patch": round(patch, 3), "blt_params": count_params(models["blt"]), "byte_params": count_params(models["byte"]),
+            "blt_bytes_per_s": round(bps["blt"]), "byte_bytes_per_s": round(bps["byte"]),
+            "speed_ratio_blt_over_byte": round(bps["blt"] / bps["byte"], 3),
+            "blt_flops_per_byte": round(fpb["blt"]), "byte_flops_per_byte": round(fpb["byte"]),
+            "flops_ratio_byte_over_blt": round(fpb["byte"] / fpb["blt"], 3)}
+
+# %% ../nbs/18_bench.ipynb #24b5aa17
+import resource
+import warnings
+from .core import pick_device
+from .entropy_model import ENTROPY_PRESETS, EntropyModel
+from .patching import PatcherConfig, calibrate_threshold
+from .generate import GenerateConfig, as_prompt_ids, generate_cached, generate_recompute, scorer_entropies
+
+# %% ../nbs/18_bench.ipynb #c4ad2e7a
+def _generate_setup(prompt_lens: Sequence[int], seed: int, hf: bool) -> dict:
+    "The benchmark's models (random-init tiny BLT and entropy model), text, patcher (θ for ~4 bytes/patch) and the port."
+    torch.manual_seed(seed)
+    cfg = BLTConfig.tiny(document_mask=False)                                          # what the port can express
+    model, em = BLT(cfg).eval(), EntropyModel(ENTROPY_PRESETS["tiny"]).eval()
+    text = "\n".join(load_corpus("en", "validation", max_bytes=4 * max(prompt_lens) + 4096)).encode()
+    if len(text) < max(prompt_lens): raise ValueError(f"the validation text has only {len(text)} bytes")
+    th = calibrate_threshold(scorer_entropies(em, torch.tensor([as_prompt_ids(text[:max(prompt_lens) - 1])])), 4.0)
+    port = None
+    if hf:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                                           # the port's config warnings
+            port = blt_to_hf(model, attn_implementation="sdpa")
+    return {"model": model, "em": em, "text": text, "threshold": th, "port": port,
+            "patcher": PatcherConfig("entropy", threshold=th)}
+
+def _time_generators(s: dict, L: int, gen: GenerateConfig, repeats: int, recompute: bool) -> tuple[dict, dict]:
+    "Seconds per run of each generator on an L-byte prompt (in turns, so drift hits all alike), and run facts."
+    prompt, times, info = [s["text"][:L - 1]], {"cached": [], "recompute": [], "hf": []}, {}   # + BOS = L ids
+    for rep in range(repeats):
+        t0 = time.perf_counter()
+        g = generate_cached(s["model"], prompt, s["patcher"], s["em"], gen)
+        times["cached"].append(time.perf_counter() - t0)
+        info.update(global_calls=g.global_calls, global_patches=g.global_patches, patches=len(g.patch_lengths[0]))
+        if recompute and rep == 0:                                                    # one run: it is slow
+            t0 = time.perf_counter()
+            ref = generate_recompute(s["model"], prompt, s["patcher"], s["em"], gen)
+            times["recompute"].append(time.perf_counter() - t0)
+            info.update(same_bytes_as_recompute=ref.tokens == g.tokens, recompute_global_patches=ref.global_patches)
+        if s["port"] is not None:                                                     # the port's cache path fails (see text)
+            t0 = time.perf_counter()
+            s["port"].generate(torch.tensor([as_prompt_ids(prompt[0])]), max_new_tokens=gen.max_new_bytes,
+                               min_new_tokens=gen.max_new_bytes, do_sample=False, pad_token_id=0, use_cache=False)
+            times["hf"].append(time.perf_counter() - t0)
+    return times, info
+
+def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 256, repeats: int = 3, seed: int = 0,
+                   hf: bool = True, recompute: bool = True) -> dict:
+    """Bytes/s of the cached generator, the recompute reference and transformers' BltForCausalLM.generate, on one
+    random-init tiny BLT (entropy patching with a random-init tiny entropy model, θ for ~4 bytes/patch), greedy,
+    measured in turns in one run. Returns the JSON-able dict (`blt-repro bench generate` prints it)."""
+    s, gen = _generate_setup(prompt_lens, seed, hf), GenerateConfig(max_new_bytes=new_bytes, stop_at_eos=False)
+    results = []
+    for L in prompt_lens:
+        times, info = _time_generators(s, L, gen, repeats, recompute)
+        bps = {k: round(new_bytes / statistics.median(v), 1) if v else None for k, v in times.items()}   # bytes/s
+        results.append({"prompt_bytes": L, "cached_bytes_per_s": bps["cached"], "recompute_bytes_per_s": bps["recompute"],
+                        "hf_bytes_per_s": bps["hf"],
+                        "speedup_vs_recompute": round(bps["cached"] / bps["recompute"], 1) if bps["recompute"] else None,
+                        "speedup_vs_hf": round(bps["cached"] / bps["hf"], 2) if bps["hf"] else None,
+                        **info, "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+    return {"device": str(pick_device("cpu")), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "model": "BLTConfig.tiny(document_mask=False), random init; entropy patching (tiny EntropyModel, random init)",
+            "threshold": round(s["threshold"], 4), "new_bytes": new_bytes, "repeats": repeats, "results": results}

@@ -5,18 +5,14 @@
 # %% ../nbs/13_generate.ipynb #3441513c
 from __future__ import annotations
 import codecs
-import dataclasses
-import json
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['NEVER_SAMPLED', 'GenerateConfig', 'sample_next', 'as_prompt_ids', 'Generation', 'scorer_entropies',
            'prefix_patch_lengths', 'generate_recompute', 'IncrementalBLT', 'generate_cached', 'add_generate_arguments',
-           'load_generator', 'run_generate', 'bench_generate']
+           'run_generate']
 
 # %% ../nbs/13_generate.ipynb #fddc5c41
 import torch
@@ -27,7 +23,7 @@ from .tokenizer import BOE_ID, BOS_ID, BPE_ID, EOS_ID, OFFSET, VOCAB_SIZE
 from .layers import KVCache
 from .model import BLT
 from .patching import IncrementalPatcher, patch_ids_from_lengths
-from .baselines import PatcherConfig, patch_lengths
+from .patching import PatcherConfig, patch_lengths
 from .entropy_model import EntropyModel, entropies as neural_entropies, entropy_from_logits
 
 # %% ../nbs/13_generate.ipynb #fdef6437
@@ -332,10 +328,12 @@ def generate_cached(model: BLT, prompts: Sequence, patcher: PatcherConfig, score
                       [state.patch_lengths(r) for r in range(B)], state.global_calls, state.global_patches)
 
 # %% ../nbs/13_generate.ipynb #4021c147
+from .checkpoint import load_generator   # the run folder's BLT, patcher (θ) and scorer, from the folder alone
+
 def add_generate_arguments(parser) -> None:
     "The arguments of `blt-repro generate --checkpoint DIR \"prompt\"` on an argparse parser."
     parser.add_argument("prompt", help="the text to continue")
-    parser.add_argument("--checkpoint", required=True, help="a run folder written by `blt-repro train` (checkpoint.pt)")
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="a run folder written by `blt-repro train --out DIR`")
     parser.add_argument("--max-new-bytes", type=int, default=256, help="generate at most this many bytes (default 256)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     parser.add_argument("--top-k", type=int, help="sample among the k most likely bytes")
@@ -346,103 +344,22 @@ def add_generate_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
 
 
-def load_generator(checkpoint: str, device: str = "cpu") -> tuple[BLT, PatcherConfig, object]:
-    "The BLT, its PatcherConfig and its entropy scorer (or None) from a run folder written by blt_repro.train."
-    from pathlib import Path
-    from blt_repro.core import get_preset, pick_device
-    from blt_repro.data import load_corpus
-    from blt_repro.train import TrainConfig, build_data, model_config, patcher_config, trained_entropy_model
-    path = Path(checkpoint) / "checkpoint.pt"
-    if not path.exists(): raise FileNotFoundError(f"{path} not found: pass the --out folder of `blt-repro train`")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = dataclasses.replace(TrainConfig.from_dict(ck["config"]), progress=False)
-    if cfg.model not in ("blt", "space", "static"):
-        raise ValueError(f"{checkpoint} holds a {cfg.model!r} model; generate works for the BLT families blt, space and static")
-    net = BLT(model_config(cfg))
-    net.load_state_dict({k[4:]: v for k, v in ck["model"].items() if k.startswith("net.")})
-    scorer, threshold = None, None
-    if cfg.model == "blt":
-        summary = Path(checkpoint) / "summary.json"
-        threshold = json.loads(summary.read_text()).get("threshold") if summary.exists() else None
-        if threshold is None: threshold = build_data(cfg).info["threshold"]
-        docs = load_corpus(cfg.corpus, "train", max_bytes=get_preset(cfg.preset).train_bytes or None)
-        if cfg.entropy_source == "neural": scorer = trained_entropy_model(cfg, docs)
-        else:
-            from blt_repro.ngram import NGramEntropyModel
-            scorer = NGramEntropyModel(order=get_preset(cfg.preset).ngram_order).fit(docs)
-    dev = pick_device(device)
-    if isinstance(scorer, torch.nn.Module): scorer = scorer.to(dev).eval()
-    return net.to(dev).eval(), patcher_config(cfg, threshold), scorer
-
-
 def run_generate(args) -> int:
     "`blt-repro generate`: stream the continuation of args.prompt to stdout; 0 on success, 2 on bad input."
     try:
-        gen = GenerateConfig(args.max_new_bytes, args.temperature, args.top_k, args.top_p, tuple(args.stop), True, args.seed)
+        gen = GenerateConfig(max_new_bytes=args.max_new_bytes, temperature=args.temperature, top_k=args.top_k,
+                             top_p=args.top_p, stop=tuple(args.stop), seed=args.seed)
         model, patcher, scorer = load_generator(args.checkpoint, args.device)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"blt-repro generate: error: {e}", file=sys.stderr); return 2
+    except (ValueError, TypeError, FileNotFoundError) as e:     # bad options, or a folder that is not a run folder
+        print(f"blt-repro generate: error: {e}", file=sys.stderr)
+        return 2
     out, utf8 = sys.stdout, codecs.getincrementaldecoder("utf-8")(errors="replace")
     out.write(args.prompt); out.flush()
 
     def show(row: int, token: int, opens_patch: bool) -> None:
         if args.show_patches and opens_patch: out.write("|")
-        if token >= OFFSET: out.write(utf8.decode(bytes([token - OFFSET])))
+        if token >= OFFSET: out.write(utf8.decode(bytes([token - OFFSET])))   # a multi-byte character prints when complete
         out.flush()
     generate_cached(model, [args.prompt], patcher, scorer, gen, on_token=show)
     out.write(utf8.decode(b"", final=True) + "\n"); out.flush()
     return 0
-
-# %% ../nbs/13_generate.ipynb #c4ad2e7a
-def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 256, repeats: int = 3, seed: int = 0,
-                   hf: bool = True, recompute: bool = True) -> dict:
-    """Bytes/s of the cached generator, the recompute reference and transformers' BltForCausalLM.generate, on one
-    random-init tiny BLT (entropy patching with a random-init tiny entropy model, θ for ~4 bytes/patch), greedy,
-    measured in turns in one run. Returns the JSON-able dict (`blt-repro bench generate` prints it)."""
-    import resource
-    from blt_repro.core import pick_device
-    from blt_repro.data import load_corpus
-    from blt_repro.entropy_model import ENTROPY_PRESETS
-    from blt_repro.model import BLTConfig
-    from blt_repro.patching import calibrate_threshold
-    torch.manual_seed(seed)
-    cfg = BLTConfig.tiny(document_mask=False)                                          # what the port can express
-    model, em = BLT(cfg).eval(), EntropyModel(ENTROPY_PRESETS["tiny"]).eval()
-    text = "\n".join(load_corpus("en", "validation", max_bytes=4 * max(prompt_lens) + 4096)).encode()
-    if len(text) < max(prompt_lens): raise ValueError(f"the validation text has only {len(text)} bytes")
-    th = calibrate_threshold(scorer_entropies(em, torch.tensor([as_prompt_ids(text[:max(prompt_lens) - 1])])), 4.0)
-    patcher, gen = PatcherConfig("entropy", threshold=th), GenerateConfig(max_new_bytes=new_bytes, stop_at_eos=False)
-    port = None
-    if hf:
-        import warnings
-        from blt_repro.hf import blt_to_hf
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore"); port = blt_to_hf(model, attn_implementation="sdpa")
-    mem = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results = []
-    for L in prompt_lens:
-        prompt = [text[:L - 1]]                                                       # + BOS = L ids
-        x = torch.tensor([as_prompt_ids(prompt[0])])
-        times: dict[str, list[float]] = {"cached": [], "recompute": [], "hf": []}
-        info = {}
-        for rep in range(repeats):                                                    # in turns: drift hits all alike
-            t0 = time.perf_counter(); g = generate_cached(model, prompt, patcher, em, gen); times["cached"].append(time.perf_counter() - t0)
-            info.update(global_calls=g.global_calls, global_patches=g.global_patches, patches=len(g.patch_lengths[0]))
-            if recompute and rep == 0:                                                # one run: it is slow
-                t0 = time.perf_counter(); ref = generate_recompute(model, prompt, patcher, em, gen); times["recompute"].append(time.perf_counter() - t0)
-                info.update(same_bytes_as_recompute=ref.tokens == g.tokens, recompute_global_patches=ref.global_patches)
-            if port is not None:
-                t0 = time.perf_counter()                                              # the port's cache path fails (see text)
-                port.generate(x, max_new_tokens=new_bytes, min_new_tokens=new_bytes, do_sample=False, pad_token_id=0,
-                              use_cache=False)
-                times["hf"].append(time.perf_counter() - t0)
-        bps = {k: round(new_bytes / statistics.median(v), 1) if v else None for k, v in times.items()}
-        results.append({"prompt_bytes": L, "cached_bytes_per_s": bps["cached"], "recompute_bytes_per_s": bps["recompute"],
-                        "hf_bytes_per_s": bps["hf"],
-                        "speedup_vs_recompute": round(bps["cached"] / bps["recompute"], 1) if bps["recompute"] else None,
-                        "speedup_vs_hf": round(bps["cached"] / bps["hf"], 2) if bps["hf"] else None,
-                        **info, "peak_mem_mb": round(mem(), 1)})
-    out = {"device": str(pick_device("cpu")), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "model": "BLTConfig.tiny(document_mask=False), random init; entropy patching (tiny EntropyModel, random init)",
-           "threshold": round(th, 4), "new_bytes": new_bytes, "repeats": repeats, "results": results}
-    return out

@@ -5,11 +5,12 @@
 # %% ../nbs/08_blt.ipynb #eef3cafc
 from __future__ import annotations
 import dataclasses
+import json
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['BLTConfig', 'CrossAttention', 'max_pool_patches', 'max_pool_patches_loop', 'LocalEncoder', 'GlobalTransformer',
-           'LocalDecoder', 'check_blt_inputs', 'BLT']
+__all__ = ['TINY_BLT', 'BLTConfig', 'CrossAttention', 'max_pool_patches', 'max_pool_patches_loop', 'LocalEncoder',
+           'GlobalTransformer', 'LocalDecoder', 'check_blt_inputs', 'BLT']
 
 # %% ../nbs/08_blt.ipynb #ac6e9b4f
 import torch
@@ -23,6 +24,10 @@ from .hashing import HashNgramConfig, HashNgramEmbedding
 from .patching import check_lengths, patch_ids_from_lengths, decoder_patch_ids_from_lengths
 
 # %% ../nbs/08_blt.ipynb #ecc89012
+TINY_BLT: dict = dict(d_local=64, d_global=128, n_layers_encoder=1, n_layers_global=2, n_layers_decoder=2,
+                      n_heads_local=2, n_heads_global=4, cross_attn_k=2, local_window=64,
+                      hash=dict(dim=64, group_sizes=(3, 4, 5), n_functions=1, vocab=1024))   # the tiny preset's BLT shape
+
 @dataclass
 class BLTConfig:
     "Shape and semantics of a Byte Latent Transformer. Validated on creation; `from_dict` rejects unknown keys."
@@ -118,9 +123,7 @@ class BLTConfig:
     @classmethod
     def tiny(cls, **overrides) -> "BLTConfig":
         "A ~1M-parameter BLT (0.2M of them hash tables) for tests and CPU demos."
-        base = dict(d_local=64, d_global=128, n_layers_encoder=1, n_layers_global=2, n_layers_decoder=2,
-                    n_heads_local=2, n_heads_global=4, cross_attn_k=2, local_window=64,
-                    hash=HashNgramConfig(dim=64, group_sizes=(3, 4, 5), n_functions=1, vocab=1024))
+        base = {**TINY_BLT, "hash": HashNgramConfig(**TINY_BLT["hash"])}
         base.update(overrides)
         if "d_local" in overrides and "hash" not in overrides and base["hash"] is not None:
             base["hash"] = dataclasses.replace(base["hash"], dim=base["d_local"])
@@ -345,3 +348,21 @@ class BLT(nn.Module):
         patches = enc.patch_states(hs, m["patch_ids"], P, m["enc_cross"])    # [B,P*k,d] (or pooled [B,P,d])
         g = self.global_transformer(patches.reshape(B, P, -1), m["glob"])    # [B,P*k,d] -> [B,P,k*d] -> [B,P,d_global]
         return dec.decode(hs[-1], dec.slots(g), m["decoder_patch_ids"], m["local"], m["dec_cross"])
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        "Write `config.json` and `model.safetensors` into folder (the Hugging Face convention: no pickle)."
+        from safetensors.torch import save_file
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()},   # clone: no shared storage
+                  str(folder / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "BLT":
+        "The BLT save_pretrained wrote into folder, in eval mode (the config is validated, the weights loaded strictly)."
+        from safetensors.torch import load_file
+        folder = Path(folder)
+        model = cls(BLTConfig.from_dict(json.loads((folder / "config.json").read_text())))
+        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+        return model.to(device).eval()

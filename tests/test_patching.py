@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from blt_repro.patching import (
-    DEFAULT_THRESHOLD, IncrementalPatcher, calibrate_threshold, check_lengths, decoder_patch_ids_from_lengths,
+    DEFAULT_THRESHOLD, calibrate_threshold, check_lengths, decoder_patch_ids_from_lengths,
     entropy_patch_lengths, entropy_start_mask, lengths_from_start_mask,
-    mean_patch_size, pad_lengths, patch_ids_from_lengths, space_like, space_patch_lengths, split_long_patches,
+    mean_patch_size, patch_ids_from_lengths, space_like, space_patch_lengths, split_long_patches,
     start_mask_from_lengths, static_patch_lengths)
 from blt_repro.bench import global_patch_lengths_loop
+from blt_repro.incremental import IncrementalPatcher, pad_lengths
 from blt_repro.plots import format_patches
 from blt_repro.tokenizer import ByteTokenizer
 
@@ -177,6 +178,14 @@ def test_incremental_equals_batch(seed, name, batch, online):
             assert torch.equal(pad_lengths([p.lengths(inc) for p in ps]), ref if m is None else split_long_patches(ref, m))
 
 
+def test_moved_names_still_import_from_patching():
+    from blt_repro import patching
+    from blt_repro.patching import IncrementalPatcher as IP, pad_lengths as pl, global_patch_lengths_loop as loop
+    assert (IP, pl, loop) == (IncrementalPatcher, pad_lengths, global_patch_lengths_loop)
+    with pytest.raises(AttributeError, match="no attribute"):
+        patching.no_such_name
+
+
 def test_incremental_boundaries_never_move():
     g = torch.Generator().manual_seed(3)
     E = (torch.rand(200, generator=g) * 3).tolist()
@@ -216,7 +225,7 @@ def test_budget_details():
 
 
 def test_space_like_matches_scalar_rule():
-    from blt_repro.patching import _byte_space_like
+    from blt_repro.incremental import _byte_space_like
     ids = torch.arange(260)
     assert space_like(ids).tolist() == [_byte_space_like(i) for i in range(260)]
     alnum = set(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") | set(range(0x80, 0xC0))
