@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 # %% auto #0
 __all__ = ['TINY_BLT', 'BLTConfig', 'CrossAttention', 'max_pool_patches', 'max_pool_patches_loop', 'LocalEncoder',

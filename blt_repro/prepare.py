@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .core import check_int, check_number, config_from_dict, get_preset, project_root
 from .data import CORPORA, encode_documents, load_corpus
-from .model import BLT, BLTConfig
+from .model import BLT, BLTConfig, TINY_BLT
 from .baselines import ByteTransformerConfig, TokenTransformerConfig, train_bpe_tokenizer
 from .patching import PatcherConfig, calibrate_threshold, patch_lengths
 from .entropy_model import ENTROPY_PRESETS, EntropyModel, cached_entropies, train_entropy_model
@@ -36,9 +36,7 @@ __all__ = ['MODEL_PRESETS', 'FAMILIES', 'PRECISIONS', 'model_config', 'patcher_c
            'measure_bytes_per_patch', 'flops_per_byte', 'param_counts']
 
 # %% ../nbs/17_prepare.ipynb #135ad10c
-_TINY_BLT = dict(d_local=64, d_global=128, n_layers_encoder=1, n_layers_global=2, n_layers_decoder=2, n_heads_local=2,
-                 n_heads_global=4, cross_attn_k=2, local_window=64,
-                 hash=dict(dim=64, group_sizes=(3, 4, 5), n_functions=1, vocab=1024))
+_TINY_BLT = TINY_BLT                                 # one definition, in 08_blt: BLTConfig.tiny() builds the same
 _SMALL_BLT = dict(d_local=128, d_global=384, n_layers_encoder=1, n_layers_global=4, n_layers_decoder=3, n_heads_local=4,
                   n_heads_global=6, cross_attn_k=3, local_window=256,
                   hash=dict(dim=128, group_sizes=(3, 4, 5, 6), n_functions=1, vocab=8192))

@@ -116,10 +116,46 @@ def test_git_commit_is_dirty_for_code_not_for_figures(tmp_path, monkeypatch):
 def test_bench_generate_prints_one_json_object(monkeypatch, capsys):
     "`blt-repro bench generate` writes exactly one JSON object to stdout (here on a 64-byte prompt, 4 new bytes)."
     import functools
-    from blt_repro import generate
-    small = functools.partial(generate.bench_generate, prompt_lens=(64,), new_bytes=4, repeats=1, hf=False)
-    monkeypatch.setattr(generate, "bench_generate", small)
+    from blt_repro import bench
+    small = functools.partial(bench.bench_generate, prompt_lens=(64,), new_bytes=4, repeats=1, hf=False)
+    monkeypatch.setattr(bench, "bench_generate", small)
     assert cli.main(["bench", "generate"]) == 0
     out = json.loads(capsys.readouterr().out)                   # fails on two concatenated objects
     assert out["results"][0]["prompt_bytes"] == 64 and out["results"][0]["same_bytes_as_recompute"]
     assert "hardware" in out
+
+
+BAD_INPUT = [                                              # (argv, what the one-line error must mention)
+    (["reproduce", "--only", "nonexistent"], "unknown experiment"),
+    (["reproduce", "--preset", "huge"], "invalid choice"),
+    (["train", "--set", "corpus=/path/to/my.txt"], "embedded corpora"),
+    (["train", "--set", "lrr=1"], "lrr"),
+    (["train", "--max-steps", "many"], "invalid int value"),
+    (["train", "--set", "seq_len"], "KEY=VALUE"),
+    (["generate", "--checkpoint", "/no/such/folder", "Hi"], "not a folder"),
+    (["generate", "Hi"], "--checkpoint"),
+    (["bench", "nothing"], "invalid choice"),
+    (["bench", "patching", "--mib", "-1"], "--mib"),
+    (["patch", "abc", "--mode", "static", "--patch-size", "0"], "patch_size"),
+    (["patch", "abc", "--mode", "nope"], "invalid choice"),
+    (["nope"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv,mentions", BAD_INPUT, ids=lambda x: " ".join(x) if isinstance(x, list) else None)
+def test_every_subcommand_answers_bad_input_in_one_line(argv, mentions, capsys):
+    "One line `blt-repro <cmd>: error: ...` on stderr, exit code 2, no traceback, nothing on stdout."
+    try: code = cli.main(argv)
+    except SystemExit as e: code = e.code
+    err = capsys.readouterr()
+    prog = "blt-repro" if argv[0] == "nope" else f"blt-repro {argv[0]}"
+    assert code == 2 and err.out == ""
+    assert err.err.startswith(f"{prog}: error:") and err.err.count("\n") == 1 and mentions in err.err, err.err
+
+
+def test_bad_input_through_the_console_entry_point(tmp_path):
+    "The same through a real process: exit 2, one line, and the --out folder is not created."
+    r = subprocess.run([sys.executable, "-m", "blt_repro.cli", "train", "--set", "corpus=my.txt", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("blt-repro train: error:") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "x").exists()
