@@ -124,7 +124,7 @@ class BLTConfig:
     @classmethod
     def tiny(cls, **overrides) -> "BLTConfig":
         "A ~1M-parameter BLT (0.2M of them hash tables) for tests and CPU demos."
-        base = {**TINY_BLT, "hash": HashNgramConfig(**TINY_BLT["hash"])}
+        base = {**TINY_BLT, "hash": HashNgramConfig(**TINY_BLT["hash"])}                            # a fresh copy: overrides never touch TINY_BLT
         base.update(overrides)
         if "d_local" in overrides and "hash" not in overrides and base["hash"] is not None:
             base["hash"] = dataclasses.replace(base["hash"], dim=base["d_local"])
@@ -354,8 +354,8 @@ class BLT(nn.Module):
         "Write `config.json` and `model.safetensors` into folder (the Hugging Face convention: no pickle)."
         from safetensors.torch import save_file
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        folder.mkdir(parents=True, exist_ok=True)                                                   # created when missing, like transformers does
+        (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))            # every BLTConfig field, nested hash config included
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()},   # clone: no shared storage
                   str(folder / "model.safetensors"))
 
@@ -364,6 +364,6 @@ class BLT(nn.Module):
         "The BLT save_pretrained wrote into folder, in eval mode (the config is validated, the weights loaded strictly)."
         from safetensors.torch import load_file
         folder = Path(folder)
-        model = cls(BLTConfig.from_dict(json.loads((folder / "config.json").read_text())))
-        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
-        return model.to(device).eval()
+        model = cls(BLTConfig.from_dict(json.loads((folder / "config.json").read_text())))          # unknown fields fail loudly
+        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))     # strict: every weight must be there
+        return model.to(device).eval()                                                              # ready for inference

@@ -168,3 +168,19 @@ def test_a_kill_inside_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
         assert state["step"] == 2 and state["bytes_seen"] == 1.0
     save_checkpoint(tmp_path, 6, net.state_dict(), opt.state_dict(), {"bytes_seen": 3.0})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-00000006", "latest.json"]
+
+
+def test_blt_save_pretrained_round_trips_exactly(tmp_path):
+    "BLT.save_pretrained / from_pretrained: config.json + model.safetensors, equal config, weights and logits."
+    from blt_repro.model import BLT, BLTConfig
+    from blt_repro.patching import space_patch_lengths
+    torch.manual_seed(0)
+    model = BLT(BLTConfig.tiny(cross_attn_k=3, n_kv_heads_local=1)).eval()
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    again = BLT.from_pretrained(tmp_path)
+    assert again.config == model.config and not again.training
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    x = torch.tensor([[1] + [b + 4 for b in "a round trip".encode()]])
+    lengths = space_patch_lengths(x, include_next_token=True)
+    with torch.no_grad(): assert torch.equal(model(x, lengths), again(x, lengths))
