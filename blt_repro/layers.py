@@ -226,8 +226,7 @@ class BandedMask:
     doc: Tensor | None = None            # [B,S] document id per position (documents never see each other); None = one per row
 
     def __post_init__(self):
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
-            raise ValueError(f"BandedMask.window must be an int >= 1, got {self.window!r}")
+        check_int("BandedMask.window", self.window)                  # a band of at least one key
         if self.doc is not None and (self.doc.dim() != 2 or self.doc.shape[1] != self.seq_len):
             raise ValueError(f"BandedMask.doc must be [B, {self.seq_len}], got {tuple(self.doc.shape)}")
 
