@@ -48,7 +48,7 @@ class TransformerLMConfig:
     def __post_init__(self):
         name = type(self).__name__
         check_int(f"{name}.vocab_size", self.vocab_size, lo=2)
-        check_int(f"{name}.eos_id", self.eos_id, lo=0)
+        check_int(f"{name}.eos_id", self.eos_id, lo=0)                                              # the document mask cuts attention after this id
         if self.eos_id >= self.vocab_size:                     # the document mask would look for an id never produced
             raise ValueError(f"eos_id={self.eos_id} is outside the vocabulary 0..{self.vocab_size - 1}")
         if not isinstance(self.document_mask, bool):
@@ -58,7 +58,7 @@ class TransformerLMConfig:
 
     def transformer_config(self) -> TransformerConfig:
         "The block-stack config that `layers.Transformer` takes."
-        return TransformerConfig(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
+        return TransformerConfig(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,  # the same blocks BLT's global and local models use
                                  rope_theta=self.rope_theta, norm_eps=self.norm_eps, ffn_hidden=self.ffn_hidden,
                                  window=self.window)
 
@@ -82,7 +82,7 @@ class ByteTransformerConfig(TransformerLMConfig):
     @classmethod
     def tiny(cls, **overrides) -> ByteTransformerConfig:
         "A ~0.2M-parameter byte model for tests and CPU demos."
-        return cls(**{**dict(dim=64, n_layers=2, n_heads=4), **overrides})
+        return cls(**{**dict(dim=64, n_layers=2, n_heads=4), **overrides})                          # overrides win over the tiny defaults
 
 @dataclass
 class TokenTransformerConfig(TransformerLMConfig):
@@ -92,12 +92,12 @@ class TokenTransformerConfig(TransformerLMConfig):
     @classmethod
     def for_tokenizer(cls, tokenizer, **overrides) -> TokenTransformerConfig:
         "Config whose vocab_size and eos_id are those of `tokenizer` (a BPETokenizer)."
-        return cls(**{**overrides, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id})
+        return cls(**{**overrides, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id}) # the tokenizer's ids win over overrides
 
     @classmethod
     def tiny(cls, **overrides) -> TokenTransformerConfig:
         "A small token model for tests and CPU demos (vocab 512 unless overridden)."
-        return cls(**{**dict(dim=64, n_layers=2, n_heads=4, vocab_size=512), **overrides})
+        return cls(**{**dict(dim=64, n_layers=2, n_heads=4, vocab_size=512), **overrides})          # vocab 512: 3 specials + 256 bytes + 253 merges
 
 # %% ../nbs/10_baselines.ipynb #6c5c65a0
 class TransformerLM(nn.Module):
@@ -105,14 +105,14 @@ class TransformerLM(nn.Module):
     def __init__(self, cfg: TransformerLMConfig):
         super().__init__()
         self.cfg = cfg
-        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)                                 # names as in the official Llama-style code
         self.transformer = Transformer(cfg.transformer_config())
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)                                # untied from the embedding, as in BLT's byte models
 
     def mask(self, tokens: Tensor):
         "Attention mask: bool [B|1,1,S,S] (True = may attend), or a BandedMask for a window short against S."
-        return local_attention_mask(tokens, self.cfg.window, self.cfg.eos_id if self.cfg.document_mask else None)
+        return local_attention_mask(tokens, self.cfg.window, self.cfg.eos_id if self.cfg.document_mask else None)  # the same mask builder as BLT's local models
 
     def forward(self, tokens: Tensor, positions: Tensor | None = None) -> Tensor:
         "tokens [B,S] int ids (positions [S] or [B,S], default 0..S-1) -> logits [B,S,vocab] float32."
@@ -137,17 +137,17 @@ BPE_SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")   # ids 0, 1, 2 = th
 
 def bytes_to_unicode() -> dict[int, str]:
     "GPT-2's byte -> printable character map used by byte-level BPE (printable Latin-1 kept, the rest shifted past 255)."
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]  # 188 printable bytes map to themselves
     out, extra = {}, 0
     for b in range(256):
         if b in keep: out[b] = chr(b)
-        else: out[b] = chr(256 + extra); extra += 1
+        else: out[b] = chr(256 + extra); extra += 1                                                 # the other 68 (space, controls, ...) become U+0100.. in byte order
     return out
 
 # %% ../nbs/10_baselines.ipynb #c331c69f
 class BPETokenizer:
     "Byte-level BPE over a `tokenizers.Tokenizer`: ids 0/1/2 = pad/BOS/EOS; byte-exact decode; per-id byte lengths."
-    pad_id, bos_id, eos_id = BOE_ID, BOS_ID, EOS_ID
+    pad_id, bos_id, eos_id = BOE_ID, BOS_ID, EOS_ID                                                 # 0, 1, 2: the byte tokenizer's BOE/BOS/EOS ids, so packing code is shared
 
     def __init__(self, tokenizer: tokenizers.Tokenizer):
         self.tokenizer = tokenizer
@@ -155,11 +155,11 @@ class BPETokenizer:
         vocab = tokenizer.get_vocab(with_added_tokens=True)     # token string -> id
         for i, name in enumerate(BPE_SPECIALS):
             if vocab.get(name) != i: raise ValueError(f"not a BPETokenizer file: special token {name} must have id {i}")
-        to_byte = {c: b for b, c in bytes_to_unicode().items()}
+        to_byte = {c: b for b, c in bytes_to_unicode().items()}                                     # the inverse map: printable character -> byte
         self.token_bytes: list[bytes] = [b""] * tokenizer.get_vocab_size(with_added_tokens=True)
         for name, i in vocab.items():
-            if i >= len(BPE_SPECIALS): self.token_bytes[i] = bytes(to_byte[c] for c in name)
-        if len({t for t in self.token_bytes if len(t) == 1}) != 256:
+            if i >= len(BPE_SPECIALS): self.token_bytes[i] = bytes(to_byte[c] for c in name)        # a token's string spells its bytes, one character each
+        if len({t for t in self.token_bytes if len(t) == 1}) != 256:                                # every byte must be a token: no text is ever out of vocabulary
             raise ValueError("not a byte-level BPE: some of the 256 single bytes have no token, so some text could not be encoded")
         self.byte_lengths: np.ndarray = np.array([len(t) for t in self.token_bytes], dtype=np.int64)  # specials: 0
 
@@ -179,7 +179,7 @@ class BPETokenizer:
             try: t.encode("utf-8")
             except UnicodeEncodeError as e:
                 raise ValueError(f"text {i} is not encodable as UTF-8 ({e.reason} at character {e.start})") from None
-        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]        # specials are added by encode, not here
 
     def decode_bytes(self, ids) -> bytes:
         "The exact bytes of `ids` (special ids contribute nothing)."
@@ -193,16 +193,16 @@ class BPETokenizer:
 
     def bytes_per_token(self, texts: list[str]) -> float:
         "Raw UTF-8 bytes / data tokens over `texts` (BOS/EOS excluded): the compression the model gets for free."
-        if isinstance(texts, str): texts = [texts]
+        if isinstance(texts, str): texts = [texts]                                                  # one string is one document
         n_tokens = sum(len(ids) for ids in self._encode_batch(list(texts)))
         if n_tokens == 0: raise ValueError("no tokens: the texts are empty")
-        return sum(len(t.encode("utf-8")) for t in texts) / n_tokens
+        return sum(len(t.encode("utf-8")) for t in texts) / n_tokens                                # the BLT paper sets patch sizes against this number of the BPE it compares with
 
     def save(self, path: str | Path) -> Path:
         "Write the tokenizer as one `tokenizers` JSON file."
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(path))
+        self.tokenizer.save(str(path))                                                              # the Rust tokenizer's own JSON: loadable by `tokenizers` alone
         return path
 
     @classmethod
@@ -214,21 +214,21 @@ class BPETokenizer:
 # %% ../nbs/10_baselines.ipynb #ab6df1b9
 def bpe_cache_dir() -> Path:
     "`$BLT_CACHE_DIR/bpe` if the variable is set, else `<project root>/.cache/bpe`."
-    root = Path(os.environ["BLT_CACHE_DIR"]) if os.environ.get("BLT_CACHE_DIR") else project_root() / ".cache"
+    root = Path(os.environ["BLT_CACHE_DIR"]) if os.environ.get("BLT_CACHE_DIR") else project_root() / ".cache"  # git-ignored
     return root / "bpe"
 
 def _bpe_key(texts: list[str], vocab_size: int, min_frequency: int) -> str:
-    h = hashlib.sha256(f"byte-level-bpe-v1\0{vocab_size}\0{min_frequency}\0{tokenizers.__version__}".encode())
-    for t in texts: h.update(hashlib.sha256(t.encode("utf-8")).digest())
+    h = hashlib.sha256(f"byte-level-bpe-v1\0{vocab_size}\0{min_frequency}\0{tokenizers.__version__}".encode())  # a new tokenizers version may merge differently: new key
+    for t in texts: h.update(hashlib.sha256(t.encode("utf-8")).digest())                            # per-text digests: text boundaries are part of the key
     return h.hexdigest()[:16]
 
 def _train_bpe(texts: list[str], vocab_size: int, min_frequency: int) -> tokenizers.Tokenizer:
     "A fresh byte-level BPE trained with `tokenizers` (GPT-2 pre-tokenizer, all 256 bytes, specials at 0, 1, 2)."
     tk = tokenizers.Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)             # GPT-2's split: merges never cross words, digits or punctuation runs
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(BPE_SPECIALS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # all 256 byte characters, seen in the text or not
     tk.train_from_iterator(texts, trainer, length=len(texts))
     return tk
 
@@ -239,14 +239,14 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int = 4096, min_frequency:
     texts = list(texts)
     if not texts or not any(texts): raise ValueError("no text to train the BPE tokenizer on")
     if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]: raise TypeError(f"texts {bad[:5]} are not str")
-    floor = len(BPE_SPECIALS) + 256
+    floor = len(BPE_SPECIALS) + 256                                                                 # the smallest vocabulary: specials and single bytes, no merges
     check_int("vocab_size (3 specials + 256 bytes + merges)", vocab_size, lo=floor)
     check_int("min_frequency", min_frequency)
     path = Path(cache_dir or bpe_cache_dir()) / f"bpe-{vocab_size}-{_bpe_key(texts, vocab_size, min_frequency)}.json"
-    if path.exists(): return BPETokenizer.load(path)
+    if path.exists(): return BPETokenizer.load(path)                                                # same texts and settings: reuse, so runs share one tokenizer
     tok = BPETokenizer(_train_bpe(texts, vocab_size, min_frequency))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")                                         # per process: concurrent trainers do not clobber each other
     tok.save(tmp)
     os.replace(tmp, path)                                      # atomic: a half-written cache is never read
     return tok

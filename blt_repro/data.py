@@ -35,7 +35,7 @@ CORPORA: dict[str, str] = {
     "code": "Python: a slice of the CPython 3.11 stdlib, one document per .py file, ~1.9 MB",
     "default": "en + multilingual + code of the same split, interleaved by document key (natural byte proportions)",
 }
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
+SPLITS: tuple[str, ...] = ("train", "validation", "test")                                           # every embedded corpus has all three; the test split is never trained on
 _FILE_CORPORA = ("en", "multilingual", "code")    # the corpora stored as files; "default" is their union
 
 # %% ../nbs/02_data.ipynb #eece856b
@@ -45,7 +45,7 @@ class CorpusCorruptedError(ValueError):
 
 def load_manifest(data_path: Path | None = None) -> dict:
     "The parsed `MANIFEST.json` of the embedded corpus (in `data_path`, default the project's `data/`)."
-    path = Path(data_path or data_dir()) / "MANIFEST.json"
+    path = Path(data_path or data_dir()) / "MANIFEST.json"                                          # one manifest for all corpus files: path, sha256, docs, split_percent
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the embedded corpus is part of the repository; "
                                 "restore it with `git checkout data/`")
@@ -54,9 +54,9 @@ def load_manifest(data_path: Path | None = None) -> dict:
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     "SHA-256 (hex) of a file, read in chunks."
-    h = hashlib.sha256()
+    h = hashlib.sha256()                                                                            # the same digest scripts/build_corpus.py records
     with open(path, "rb") as f:
-        while block := f.read(chunk): h.update(block)
+        while block := f.read(chunk): h.update(block)                                               # 1 MiB at a time: the corpus files never sit in memory twice
     return h.hexdigest()
 
 
@@ -65,7 +65,7 @@ def verify_file(path: Path, expected_sha256: str) -> None:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"corpus file {path} is missing; restore it with `git checkout data/`")
-    got = sha256_file(path)
+    got = sha256_file(path)                                                                         # hex digest of the file as it is on disk now
     if got != expected_sha256:
         raise CorpusCorruptedError(
             f"corpus file {path} is corrupted: its SHA-256 is {got}, but data/MANIFEST.json records "
@@ -76,7 +76,7 @@ def verify_file(path: Path, expected_sha256: str) -> None:
 _CACHE: dict[tuple[str, str], list[dict]] = {}   # (data folder, corpus name) -> records of every split
 
 
-def _check_name_split(name: str, split: str) -> None:
+def _check_name_split(name: str, split: str) -> None:                                               # fail early, before any file is opened
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; the embedded corpora are {sorted(CORPORA)} "
                          "(use load_texts for local files or Hugging Face datasets)")
@@ -87,19 +87,19 @@ def _check_name_split(name: str, split: str) -> None:
 def _file_records(name: str, data_path: Path | None = None) -> list[dict]:
     "All records of one corpus file, verified against the manifest on first use and cached."
     folder = Path(data_path or data_dir())
-    key = (str(folder.resolve()), name)
+    key = (str(folder.resolve()), name)                                                             # resolved, so two spellings of one folder share a cache entry
     if key not in _CACHE:
-        entry = load_manifest(folder)["files"][name]
+        entry = load_manifest(folder)["files"][name]                                                # {"path", "sha256", "docs", "split_percent", ...}
         path = folder / Path(entry["path"]).name
-        verify_file(path, entry["sha256"])
+        verify_file(path, entry["sha256"])                                                          # checked once per process: the cache then serves verified records
         with lzma.open(path, "rt", encoding="utf-8") as f:
-            records = [json.loads(line) for line in f]
+            records = [json.loads(line) for line in f]                                              # JSON lines: one document (text + metadata) per line
         for r in records:
-            r["corpus"] = name
+            r["corpus"] = name                                                                      # the source corpus travels with each record (the "default" union mixes three)
             if "\x00" in r["text"]:
                 raise ValueError(f"document {r['id']!r} of {path} contains a NUL byte, which is reserved as the "
                                  "document boundary; restore the file with `git checkout data/`")
-        if len(records) != entry["docs"]:
+        if len(records) != entry["docs"]:                                                           # a truncated .xz can still decompress cleanly: count the documents too
             raise CorpusCorruptedError(f"{path} holds {len(records)} documents, the manifest says {entry['docs']}")
         _CACHE[key] = records
     return _CACHE[key]
@@ -108,7 +108,7 @@ def _file_records(name: str, data_path: Path | None = None) -> list[dict]:
 def load_corpus_records(name: str = "en", split: str = "train", *, data_path: Path | None = None) -> list[dict]:
     "The records (text + metadata: id, split, source, lang, script, ...) of one split of an embedded corpus."
     _check_name_split(name, split)
-    names = _FILE_CORPORA if name == "default" else (name,)
+    names = _FILE_CORPORA if name == "default" else (name,)                                         # "default" is not a file: it is the union of the three
     records = [r for n in names for r in _file_records(n, data_path) if r["split"] == split]
     if name == "default":
         records.sort(key=lambda r: r["key"])   # interleave the corpora; the stored files are each sorted by key
@@ -118,9 +118,9 @@ def load_corpus_records(name: str = "en", split: str = "train", *, data_path: Pa
 def truncate_to_bytes(docs: list[str], max_bytes: int) -> list[str]:
     "The first documents totalling at most `max_bytes` UTF-8 bytes: whole documents, then the next one cut to fit."
     if max_bytes <= 0: raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
-    out, total = [], 0
+    out, total = [], 0                                                                              # documents kept, and their UTF-8 bytes so far
     for d in docs:
-        n = len(d.encode("utf-8"))
+        n = len(d.encode("utf-8"))                                                                  # budget in bytes, not characters: non-ASCII text is 2-4 bytes per character
         if total + n <= max_bytes:
             out.append(d); total += n
             continue
@@ -132,7 +132,7 @@ def truncate_to_bytes(docs: list[str], max_bytes: int) -> list[str]:
 
 def load_corpus(name: str = "en", split: str = "train", max_bytes: int | None = None) -> list[str]:
     "The documents of one split of an embedded corpus (`CORPORA`), optionally only the first `max_bytes` bytes."
-    docs = [r["text"] for r in load_corpus_records(name, split)]
+    docs = [r["text"] for r in load_corpus_records(name, split)]                                    # the texts only; load_corpus_records keeps the metadata
     if not docs: raise ValueError(f"corpus {name!r} has no documents in split {split!r}")
     return docs if max_bytes is None else truncate_to_bytes(docs, max_bytes)
 
@@ -140,9 +140,9 @@ def load_corpus(name: str = "en", split: str = "train", max_bytes: int | None = 
 def split_of(corpus: str, doc_id: str) -> str:
     "The split rule of the embedded corpus (data/MANIFEST.json): a hash of `corpus:id` into 100 buckets."
     pct = load_manifest()["files"][corpus]["split_percent"]         # e.g. {"validation": 5, "test": 5}
-    val, test = pct["validation"], pct["test"]
-    key = hashlib.sha256(f"{corpus}:{doc_id}".encode()).hexdigest()
-    bucket = int(key[:8], 16) % 100
+    val, test = pct["validation"], pct["test"]                                                      # percent of buckets; the rest is train
+    key = hashlib.sha256(f"{corpus}:{doc_id}".encode()).hexdigest()                                 # stable across machines and Python versions (unlike hash())
+    bucket = int(key[:8], 16) % 100                                                                 # 0..99, uniform: buckets [0, val) validation, [val, val+test) test
     return "validation" if bucket < val else "test" if bucket < val + test else "train"
 
 # %% ../nbs/02_data.ipynb #91bdc5ae
@@ -152,13 +152,13 @@ def corpus_table() -> list[dict]:
     for name in CORPORA:
         for s in SPLITS:
             recs = load_corpus_records(name, s)
-            rows.append(dict(corpus=name, split=s, docs=len(recs), bytes=sum(r["bytes"] for r in recs)))
+            rows.append(dict(corpus=name, split=s, docs=len(recs), bytes=sum(r["bytes"] for r in recs)))  # "bytes": UTF-8 bytes, as recorded in each record
     return rows
 
 # %% ../nbs/02_data.ipynb #edb829d3
 def check_text(text: str, where: str) -> str:
     "Raise a clear ValueError if `text` holds a NUL (reserved as the document boundary); return it unchanged."
-    if (i := text.find("\x00")) >= 0:
+    if (i := text.find("\x00")) >= 0:                                                               # NUL = byte 0 = id OFFSET; the entropy pipeline uses it as the document separator
         raise ValueError(f"{where} contains a NUL character at character offset {i}; NUL is reserved as the "
                          "document boundary symbol. Remove it (e.g. `text.replace('\\x00', '')`) before loading.")
     return text
@@ -168,20 +168,20 @@ def read_text_file(path: str | Path) -> str:
     "A local file's text: strict UTF-8, not empty, no NUL bytes (clear errors with the file and byte offset)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no such text file: {path}")
-    data = path.read_bytes()
+    data = path.read_bytes()                                                                        # bytes, so the NUL and UTF-8 errors can report byte offsets
     if not data: raise ValueError(f"text file {path} is empty")
     if (i := data.find(b"\x00")) >= 0:
         raise ValueError(f"text file {path} contains a NUL byte at byte offset {i}; NUL is reserved as the document "
                          "boundary symbol, so binary files cannot be loaded as text")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8")                                                                 # strict: no silent replacement characters in the training data
     except UnicodeDecodeError as e:
         raise ValueError(f"text file {path} is not valid UTF-8: byte offset {e.start} "
                          f"({data[e.start:e.start + 4]!r}: {e.reason}). Convert it to UTF-8 first "
                          "(e.g. `iconv -f latin1 -t utf-8`).") from None
 
 
-_TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst", ".py", ".json", ".jsonl", ".csv", ".xml", ".html", ".log"}
+_TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst", ".py", ".json", ".jsonl", ".csv", ".xml", ".html", ".log"}  # a name ending in one of these is a file, never a hub dataset id
 
 def _looks_like_path(source: str) -> bool:
     "True for strings that can only mean a local path (so a missing one is a FileNotFoundError, not a hub lookup)."
@@ -191,9 +191,9 @@ def _looks_like_path(source: str) -> bool:
 def load_local_texts(path: str | Path, pattern: str = "*.txt") -> list[str]:
     "Documents from a local file (one document) or folder (one per file matching `pattern`, recursive, sorted)."
     path = Path(path).expanduser()
-    if path.is_file(): return [read_text_file(path)]
+    if path.is_file(): return [read_text_file(path)]                                                # a single file is one document
     if not path.is_dir(): raise FileNotFoundError(f"no such file or folder: {path}")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and fnmatch.fnmatch(p.name, pattern))
+    files = sorted(p for p in path.rglob("*") if p.is_file() and fnmatch.fnmatch(p.name, pattern))  # sorted: the same folder always gives the same document order
     if not files: raise ValueError(f"folder {path} holds no files matching {pattern!r} (pass pattern=... to choose)")
     return [read_text_file(p) for p in files]
 
@@ -202,12 +202,12 @@ class DatasetUnavailableError(ConnectionError):
     "A Hugging Face dataset could not be loaded (offline, no network, or unknown name)."
 
 
-def _hf_offline() -> bool:
+def _hf_offline() -> bool:                                                                          # the user asked for no network: respect it before probing anything
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
                for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def _hf_hint(name: str) -> str:
+def _hf_hint(name: str) -> str:                                                                     # the alternatives that need no network, appended to every hub error
     return (f"To use a local copy instead, pass its path: load_texts('path/to/{name.split('/')[-1]}.txt') for one "
             "text file (one document), or load_texts('path/to/folder') for a folder of *.txt files (one document "
             "each); or use an embedded corpus: " + ", ".join(sorted(CORPORA)) + ".")
@@ -217,10 +217,10 @@ def _hub_unreachable(timeout: float = 3.0) -> str | None:
     "A reason string if the Hugging Face hub cannot be reached (a quick TCP probe), else None."
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None                                             # behind a proxy a direct probe proves nothing
-    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))            # a mirror set by HF_ENDPOINT is probed instead of the hub
     host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()                             # fails in ~timeout s instead of datasets' long retries
         return None
     except OSError as e:
         return f"{host}:{port} cannot be reached ({e})"
@@ -237,7 +237,7 @@ def _import_datasets():
 def load_hf_texts(name: str, split: str | None = None, *, config: str | None = None,
                   text_field: str = "text") -> list[str]:
     "The `text_field` column of a Hugging Face dataset split (default 'train'), via `datasets.load_dataset`."
-    split = split or "train"
+    split = split or "train"                                                                        # the convention of most hub datasets
     if _hf_offline():
         datasets = _import_datasets()
         if not (datasets.config.HF_HUB_OFFLINE or datasets.config.HF_DATASETS_OFFLINE):  # set after import
@@ -257,8 +257,8 @@ def load_hf_texts(name: str, split: str | None = None, *, config: str | None = N
         raise DatasetUnavailableError(
             f"cannot load Hugging Face dataset {name!r} (split {split!r}): {mode}. No local file or folder "
             f"called {name!r} exists either. " + _hf_hint(name)) from e
-    cols = [c for c, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
-    field = text_field if text_field in ds.column_names else (cols[0] if len(cols) == 1 else None)
+    cols = [c for c, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]  # the string columns
+    field = text_field if text_field in ds.column_names else (cols[0] if len(cols) == 1 else None)  # a lone string column is taken whatever its name
     if field is None:
         raise ValueError(f"dataset {name!r} has no column {text_field!r}; its columns are {ds.column_names}: "
                          "pass text_field=...")
@@ -272,34 +272,34 @@ def load_texts(source: str | Path, split: str | None = None, *, max_bytes: int |
     """Documents from `source`: an embedded corpus name (`CORPORA`; split default 'train'), a local text file or
     folder (no splits: `split` must be None), or a Hugging Face dataset name (split default 'train')."""
     src = str(source)
-    if src in CORPORA:
+    if src in CORPORA:                                                                              # embedded names win over a file or folder of the same name
         return load_corpus(src, split or "train", max_bytes)
     path = Path(src).expanduser()
-    if path.exists() or _looks_like_path(src):
+    if path.exists() or _looks_like_path(src):                                                      # local: existing, or clearly meant as a path (so a typo is not sent to the hub)
         if split is not None:
             raise ValueError(f"local text {src!r} has no splits; pass split=None (and split the files yourself)")
         docs = load_local_texts(path, pattern)
     else:
-        docs = load_hf_texts(src, split, config=config, text_field=text_field)
+        docs = load_hf_texts(src, split, config=config, text_field=text_field)                      # anything else is a hub dataset name, e.g. "wikitext"
     return docs if max_bytes is None else truncate_to_bytes(docs, max_bytes)
 
 # %% ../nbs/02_data.ipynb #865c6055
 def encode_documents(docs: list[str], tokenizer=None) -> np.ndarray:
     "One int64 stream of `BOS doc EOS` ids for every document (the byte tokenizer by default)."
     if isinstance(docs, str): raise TypeError("docs must be a list of strings, not one string: wrap it as [text]")
-    if len(docs) == 0: raise ValueError("no documents to encode (empty list)")
-    parts = []
+    if len(docs) == 0: raise ValueError("no documents to encode (empty list)")                      # np.concatenate of nothing would fail obscurely
+    parts = []                                                                                      # int64 arrays, concatenated once at the end
     for i, d in enumerate(docs):
         if not isinstance(d, str): raise TypeError(f"document {i} is {type(d).__name__}, not str")
         check_text(d, f"document {i}")
-        if tokenizer is not None and type(tokenizer) is not ByteTokenizer:
+        if tokenizer is not None and type(tokenizer) is not ByteTokenizer:                          # e.g. the BPE baseline's tokenizer: its own encode
             parts.append(np.asarray(tokenizer.encode(d, add_bos=True, add_eos=True), dtype=np.int64))
             continue
-        try: data = d.encode("utf-8")
+        try: data = d.encode("utf-8")                                                               # lone surrogates (from bad decoding upstream) cannot be encoded
         except UnicodeEncodeError as e:
             raise ValueError(f"document {i} is not encodable as UTF-8 ({e.reason} at character {e.start})") from None
-        ids = np.frombuffer(data, dtype=np.uint8).astype(np.int64) + OFFSET
-        parts += [np.array([BOS_ID]), ids, np.array([EOS_ID])]
+        ids = np.frombuffer(data, dtype=np.uint8).astype(np.int64) + OFFSET                         # byte b -> id b + 4, vectorised (what ByteTokenizer.encode does)
+        parts += [np.array([BOS_ID]), ids, np.array([EOS_ID])]                                      # documents are delimited, so a packed row may span several
     return np.concatenate(parts)
 
 
@@ -312,12 +312,12 @@ def pack_documents(docs: list[str], seq_len: int, batch_size: int | None = None,
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     stream = encode_documents(docs, tokenizer)
     rows_per = seq_len * (batch_size or 1)                       # tokens per unit we keep or pad
-    n = len(stream) // rows_per * rows_per if drop_last else -(-len(stream) // rows_per) * rows_per
+    n = len(stream) // rows_per * rows_per if drop_last else -(-len(stream) // rows_per) * rows_per # round down (drop) or up (pad) to whole units
     if n == 0:
         raise ValueError(f"only {len(stream)} ids: not enough for one {'batch' if batch_size else 'row'} of "
                          f"{rows_per} with drop_last=True")
-    out = np.full(n, pad_id, dtype=np.int64)
-    out[: min(n, len(stream))] = stream[:n]
+    out = np.full(n, pad_id, dtype=np.int64)                                                        # BOE (id 0) stands for no byte: bits per byte count it as 0 bytes
+    out[: min(n, len(stream))] = stream[:n]                                                         # documents run across row boundaries: no byte is wasted on padding but the tail
     return torch.from_numpy(out).view(-1, seq_len)               # (B*S,) -> [B, S]
 
 # %% ../nbs/02_data.ipynb #08ca65f4
@@ -326,9 +326,9 @@ def batches(docs: list[str], seq_len: int, batch_size: int, *, shuffle: bool = F
     "Yield LongTensor[B, seq_len] batches of packed rows, optionally shuffled (rows) with `seed`, for `epochs` passes."
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rows = pack_documents(docs, seq_len, tokenizer=tokenizer)       # [N, S]
-    for epoch in range(epochs):
-        order = torch.arange(len(rows))
-        if shuffle: order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + epoch))
-        stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)
+    for epoch in range(epochs):                                                                     # rows are packed once; each epoch only reorders them
+        order = torch.arange(len(rows))                                                             # row indices in corpus order (no shuffle)
+        if shuffle: order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + epoch))  # a fresh, reproducible order per epoch
+        stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)                       # drop_last: no smaller final batch
         for i in range(0, stop, batch_size):
             yield rows[order[i:i + batch_size]]                       # [B, S]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ENTROPY_PRESETS', 'EntropyModelConfig', 'EntropyModel', 'check_tokens', 'n_params', 'entropy_from_logits',
-           'row_chunks', 'entropies', 'lr_at', 'random_rows', 'train_entropy_model', 'bpb', 'entropy_cache_dir',
-           'model_hash', 'entropy_cache_path', 'document_entropies', 'cached_entropies']
+__all__ = ['ENTROPY_PRESETS', 'EntropyModelConfig', 'EntropyModel', 'n_params', 'entropy_from_logits', 'row_chunks', 'entropies',
+           'lr_at', 'random_rows', 'train_entropy_model', 'bpb', 'entropy_cache_dir', 'model_hash',
+           'entropy_cache_path', 'document_entropies', 'cached_entropies']
 
 # %% ../nbs/06_entropy_model.ipynb #f38fb476
 import numpy as np
@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .core import autocast_dtype, check_int, config_from_dict, pick_device, project_root, seed_everything
 from .data import encode_documents
 from .layers import KVCache, RMSNorm, Transformer, TransformerConfig, local_attention_mask
-from .tokenizer import BOE_ID, EOS_ID, OFFSET, VOCAB_SIZE
+from .tokenizer import BOE_ID, EOS_ID, OFFSET, VOCAB_SIZE, check_tokens   # one check_tokens, in the tokenizer
 
 # %% ../nbs/06_entropy_model.ipynb #c1af6f15
 @dataclass
@@ -100,15 +100,6 @@ class EntropyModel(nn.Module):
         "An empty KV cache for `batch` rows of up to max_len bytes (a ring of `window` slots per layer)."
         p = next(self.parameters())                    # the cache lives on the model's device, in its dtype
         return KVCache.for_config(self.cfg.transformer_config(), batch, max_len, p.device, p.dtype)
-
-def check_tokens(tokens: Tensor, vocab_size: int = VOCAB_SIZE) -> Tensor:
-    "Fail clearly unless `tokens` is an integer [B, S] tensor of ids in [0, vocab_size)."
-    if not isinstance(tokens, Tensor): raise TypeError(f"tokens must be a torch.Tensor [B, S], got {type(tokens).__name__}")
-    if tokens.dim() != 2: raise ValueError(f"tokens must be [B, S] (add a batch dim with tokens[None]), got shape {tuple(tokens.shape)}")
-    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool: raise TypeError(f"tokens must be integer ids, got {tokens.dtype}")
-    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):   # an empty batch has no range to check
-        raise ValueError(f"token ids must be in [0, {vocab_size}), got min {tokens.min().item()} max {tokens.max().item()}")
-    return tokens
 
 def n_params(model: nn.Module) -> int: return sum(p.numel() for p in model.parameters())
 

@@ -22,7 +22,7 @@ __all__ = ['Scorer', 'byte_id_lengths', 'bits_per_byte', 'window_starts', 'EvalR
 def byte_id_lengths(vocab_size: int = 260, offset: int = 4) -> np.ndarray:
     "int64 [vocab]: bytes each id of the byte tokenizer stands for (0 for the special ids BOE/BOS/EOS/BPE)."
     lengths = np.ones(vocab_size, dtype=np.int64)
-    lengths[:offset] = 0
+    lengths[:offset] = 0                                                                            # BOE, BOS, EOS and BPE are not bytes of the text
     return lengths
 
 def bits_per_byte(nats: Tensor, targets: Tensor, byte_lengths: Tensor | np.ndarray) -> tuple[float, int]:
@@ -30,7 +30,7 @@ def bits_per_byte(nats: Tensor, targets: Tensor, byte_lengths: Tensor | np.ndarr
     lengths = torch.as_tensor(byte_lengths, device=targets.device)[targets]          # [B,T] bytes per target
     n_bytes = int(lengths.sum())
     if n_bytes == 0: raise ValueError("no data bytes among the targets: bits per byte is undefined")
-    return float((nats.double() * (lengths > 0)).sum()) / math.log(2) / n_bytes, n_bytes
+    return float((nats.double() * (lengths > 0)).sum()) / math.log(2) / n_bytes, n_bytes            # float64 sums: millions of targets lose precision in float32
 
 # %% ../nbs/12_eval.ipynb #1621c5dc
 def window_starts(n: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
@@ -66,9 +66,9 @@ def evaluate_bpb(score: Scorer, ids: np.ndarray | Tensor, byte_lengths: np.ndarr
     ids = torch.as_tensor(np.asarray(ids), dtype=torch.long)
     aux = None if aux is None else torch.as_tensor(np.asarray(aux))
     if aux is not None and aux.shape != ids.shape: raise ValueError(f"aux {tuple(aux.shape)} must be shaped like ids {tuple(ids.shape)}")
-    stride = stride or max(1, seq_len // 2)
-    lengths = torch.as_tensor(np.asarray(byte_lengths), dtype=torch.long)
-    windows = window_starts(len(ids), seq_len, stride)
+    stride = stride or max(1, seq_len // 2)                                                         # a scored target then has about seq_len/2 ids of context or more
+    lengths = torch.as_tensor(np.asarray(byte_lengths), dtype=torch.long)                           # bytes per id: 1 for bytes, 0 for specials, many for BPE tokens
+    windows = window_starts(len(ids), seq_len, stride)                                              # every target is scored exactly once
     nats_sum, n_bytes, n_targets = 0.0, 0, 0
     groups: dict[int, list[tuple[int, int]]] = {}                         # same window length -> one batch
     for start, first in windows: groups.setdefault(min(seq_len, len(ids) - start), []).append((start, first))
@@ -84,12 +84,12 @@ def evaluate_bpb(score: Scorer, ids: np.ndarray | Tensor, byte_lengths: np.ndarr
             keep = torch.zeros_like(nats, dtype=torch.bool)
             for r, (_, first) in enumerate(chunk): keep[r, first:] = True               # targets this window scores
             tl = lengths[x[:, 1:]] * keep                                                # [b,L-1] bytes per scored target
-            nats_sum += float((nats.double() * (tl > 0)).sum())
+            nats_sum += float((nats.double() * (tl > 0)).sum())                                     # targets of 0 bytes (specials) are not scored
             n_bytes += int(tl.sum()); n_targets += int(keep.sum())
             bar.update(len(chunk))
     bar.close()
     if n_bytes == 0: raise ValueError("the stream has no data bytes to score")
-    return EvalResult(nats_sum / math.log(2) / n_bytes, nats_sum, n_bytes, n_targets, len(windows))
+    return EvalResult(nats_sum / math.log(2) / n_bytes, nats_sum, n_bytes, n_targets, len(windows)) # nats -> bits, per byte of the text
 
 # %% ../nbs/12_eval.ipynb #73651fe6
 class LeakSuspected(RuntimeError):
@@ -97,7 +97,7 @@ class LeakSuspected(RuntimeError):
 
 def check_no_leak(train_bpb: float, val_bpb: float, factor: float = 0.75) -> None:
     "Raise LeakSuspected unless val_bpb >= factor * train_bpb (and val_bpb > 0)."
-    if not (val_bpb > 0 and val_bpb >= factor * train_bpb):
+    if not (val_bpb > 0 and val_bpb >= factor * train_bpb):                                         # written so that NaN fails too
         raise LeakSuspected(f"validation bpb {val_bpb:.4f} is below {factor} x training bpb {train_bpb:.4f}: the model "
                             f"probably sees the byte it predicts (check masks and patch boundaries; see the causality "
                             f"tests in 08_blt) or the validation text overlaps the training text")

@@ -31,13 +31,13 @@ from .tokenizer import VOCAB_SIZE
 # %% ../nbs/09_flops.ipynb #37dc618b
 def count_params(model: nn.Module) -> int:
     "Number of parameters of `model` (works on the meta device: build it under `with torch.device('meta'):`)."
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters())                                               # shared (tied) tensors are counted once, as .parameters() yields each once
 
 # %% ../nbs/09_flops.ipynb #fe968a46
 def attention_params(dim: int, n_heads: int, n_kv_heads: int) -> int:
     "Weights of wq, wk, wv, wo (no bias): dim -> n_heads*h, 2 x (dim -> n_kv_heads*h), n_heads*h -> dim; h = dim // n_heads."
     h = dim // n_heads
-    return 2 * dim * n_heads * h + 2 * dim * n_kv_heads * h
+    return 2 * dim * n_heads * h + 2 * dim * n_kv_heads * h                                         # wq + wo, then wk + wv (grouped-query: fewer kv heads)
 
 def block_params(tc: TransformerConfig) -> int:
     "Parameters of one pre-norm Llama block: attention + SwiGLU (3 matrices of dim x hidden) + 2 RMSNorm weights."
@@ -45,7 +45,7 @@ def block_params(tc: TransformerConfig) -> int:
 
 def cross_attn_params(dim: int, n_heads: int, n_kv_heads: int) -> int:
     "Parameters of one cross-attention layer: the four projections + RMSNorm on queries + RMSNorm on keys/values."
-    return attention_params(dim, n_heads, n_kv_heads) + 2 * dim
+    return attention_params(dim, n_heads, n_kv_heads) + 2 * dim                                     # no feed-forward in a cross-attention layer
 
 # %% ../nbs/09_flops.ipynb #73fdf241
 BLT_PARAM_PARTS: tuple[str, ...] = ("encoder_embedding", "hash_tables", "encoder_layers", "encoder_xattn",
@@ -56,12 +56,12 @@ def n_cross_layers(cfg: BLTConfig, side: str) -> int:
     if side == "encoder": on, every, n = cfg.cross_attn_encoder, cfg.cross_attn_all_layers_encoder, cfg.n_layers_encoder
     elif side == "decoder": on, every, n = cfg.cross_attn_decoder, cfg.cross_attn_all_layers_decoder, cfg.n_layers_decoder
     else: raise ValueError(f"side must be 'encoder' or 'decoder', got {side!r}")
-    return (n if every else 1) if on else 0
+    return (n if every else 1) if on else 0                                                         # "all layers": one per local layer; otherwise a single one
 
 def hash_table_params(hash_cfg: HashNgramConfig | None) -> int:
     "Parameters of the hash n-gram tables: (functions x sizes) tables of vocab x dim; 0 without hashing."
     if hash_cfg is None: return 0
-    return hash_cfg.n_functions * len(hash_cfg.group_sizes) * hash_cfg.vocab * hash_cfg.dim
+    return hash_cfg.n_functions * len(hash_cfg.group_sizes) * hash_cfg.vocab * hash_cfg.dim         # one table per (hash function, n-gram size)
 
 def blt_param_breakdown(cfg: BLTConfig) -> dict[str, int]:
     "Parameters of BLT(cfg) per part (BLT_PARAM_PARTS, disjoint), the two projections on their own, and totals."
@@ -70,11 +70,11 @@ def blt_param_breakdown(cfg: BLTConfig) -> dict[str, int]:
     query_proj = d * k * d if cfg.cross_attn_encoder else 0                      # d_local -> k slots of d_local
     patch_proj = cfg.d_global * d * (k if cfg.cross_attn_decoder else 1)           # d_global -> k slots (or 1)
     parts = dict(
-        encoder_embedding=cfg.vocab_size * d,
+        encoder_embedding=cfg.vocab_size * d,                                                       # the 260 byte ids
         hash_tables=hash_table_params(cfg.hash),
         encoder_layers=cfg.n_layers_encoder * block_params(cfg.encoder_layers),
         encoder_xattn=n_cross_layers(cfg, "encoder") * xattn + query_proj,
-        global_input_proj=cfg.global_input_dim * cfg.d_global if cfg.needs_input_projection else 0,
+        global_input_proj=cfg.global_input_dim * cfg.d_global if cfg.needs_input_projection else 0, # k x d_local -> d_global when they differ
         global_layers=cfg.n_layers_global * block_params(cfg.global_layers),
         decoder_layers=cfg.n_layers_decoder * block_params(cfg.decoder_layers),
         decoder_xattn=n_cross_layers(cfg, "decoder") * xattn + patch_proj,
@@ -82,16 +82,16 @@ def blt_param_breakdown(cfg: BLTConfig) -> dict[str, int]:
     total = sum(parts.values())
     return {**parts, "encoder_query_proj": query_proj, "decoder_patch_proj": patch_proj, "total": total,
             "total_without_hash": total - parts["hash_tables"],
-            "non_embedding": total - parts["hash_tables"] - parts["encoder_embedding"]}
+            "non_embedding": total - parts["hash_tables"] - parts["encoder_embedding"]}             # without the hash tables and the byte embedding
 
 # %% ../nbs/09_flops.ipynb #2b894206
 def lm_params(tc: TransformerConfig, vocab: int, tied: bool = False) -> int:
     "Parameters of an LM transformer: embedding (vocab x dim) + blocks + final RMSNorm + head (unless tied)."
-    return vocab * tc.dim + tc.n_layers * block_params(tc) + tc.dim + (0 if tied else tc.dim * vocab)
+    return vocab * tc.dim + tc.n_layers * block_params(tc) + tc.dim + (0 if tied else tc.dim * vocab)  # + tc.dim: the final RMSNorm
 
 def entropy_model_params(cfg: EntropyModelConfig) -> int:
     "Parameters of EntropyModel(cfg): a byte-level LM transformer with an untied head."
-    return lm_params(cfg.transformer_config(), cfg.vocab_size)
+    return lm_params(cfg.transformer_config(), cfg.vocab_size)                                      # 260-way embedding and head
 
 # %% ../nbs/09_flops.ipynb #c1be2221
 def debug_config() -> BLTConfig:
@@ -117,7 +117,7 @@ def blt_1b_config(hf_defaults: bool = False) -> BLTConfig:
 # %% ../nbs/09_flops.ipynb #48991584
 ATTENTION_MODES: tuple[str, ...] = ("context", "causal", "kernel")
 
-def _check_mode(mode: str) -> None:
+def _check_mode(mode: str) -> None:                                                                 # context: keys of the last query; causal: mean over queries; kernel: what our masks compute
     if mode not in ATTENTION_MODES: raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {mode!r}")
 
 def attention_keys_loop(n: int, window: int | None = None, mode: str = "context") -> float:
@@ -136,25 +136,25 @@ def attention_keys(n: float, window: int | None = None, mode: str = "context") -
     if n <= 0: raise ValueError(f"the sequence must have n > 0 positions, got {n}")
     if mode == "kernel":                                       # banded when 2W < n (layers.local_attention_mask)
         return 2.0 * window * window * math.ceil(n / window) / n if window is not None and 2 * window < n else float(n)
-    w = float(n if window is None else min(window, n))
+    w = float(n if window is None else min(window, n))                                              # keys of the last query: the window, capped by the sequence
     return w if mode == "context" else w - w * (w - 1) / (2 * n)    # mean_i min(i+1, w) = (n*w - w*(w-1)/2) / n
 
 # %% ../nbs/09_flops.ipynb #b3046ce4
 def block_linear_flops(tc: TransformerConfig) -> int:
     "Forward matmul FLOPs of one block per position: 2 x its weight matrices (norms excluded)."
-    return 2 * (attention_params(tc.dim, tc.n_heads, tc.n_kv_heads) + 3 * tc.dim * tc.hidden_dim)
+    return 2 * (attention_params(tc.dim, tc.n_heads, tc.n_kv_heads) + 3 * tc.dim * tc.hidden_dim)   # 2 FLOPs (multiply + add) per weight per position
 
 def attention_score_flops(query_dim: int, keys: float) -> float:
     "FLOPs of q.k^T and the weighted sum of values for one query of width n_heads*head_dim over `keys` keys."
-    return 4 * query_dim * keys
+    return 4 * query_dim * keys                                                                     # 2 x query_dim x keys for q.k^T, the same again for the weighted sum of values
 
 def transformer_flops_per_token(tc: TransformerConfig, vocab: int, context: float,
                                 attention: str = "context") -> dict[str, float]:
     "Forward FLOPs per position of tc's blocks in a sequence of `context` positions, plus a vocab-way head (0 = none)."
-    keys = attention_keys(context, tc.window, attention)
+    keys = attention_keys(context, tc.window, attention)                                            # keys per query, by the attention accounting mode
     layers = tc.n_layers * block_linear_flops(tc)
     attn = tc.n_layers * attention_score_flops(tc.n_heads * tc.head_dim, keys)
-    head = 2 * tc.dim * vocab
+    head = 2 * tc.dim * vocab                                                                       # the output projection; vocab=0 for a headless stack
     return dict(layers=layers, attention=attn, head=head, linear=layers + head, total=layers + attn + head)
 
 def byte_transformer_flops_per_byte(tc: TransformerConfig, seq_len: int, vocab: int = VOCAB_SIZE,
@@ -166,7 +166,7 @@ def bpe_transformer_flops_per_byte(tc: TransformerConfig, vocab: int, bytes_per_
                                    attention: str = "context") -> dict[str, float]:
     "Forward FLOPs per byte of a BPE LM transformer: per-token FLOPs (context = tokens per sequence) / bytes per token."
     if bytes_per_token <= 0: raise ValueError(f"bytes_per_token must be > 0, got {bytes_per_token}")
-    return {k: v / bytes_per_token for k, v in transformer_flops_per_token(tc, vocab, context, attention).items()}
+    return {k: v / bytes_per_token for k, v in transformer_flops_per_token(tc, vocab, context, attention).items()}  # one position covers bytes_per_token bytes
 
 def entropy_model_flops_per_byte(cfg: EntropyModelConfig, seq_len: int, attention: str = "context") -> dict[str, float]:
     "Forward FLOPs per byte of the entropy model (its window from cfg) over sequences of seq_len bytes."
@@ -181,8 +181,8 @@ def _blocks_per_position(tc: TransformerConfig, keys: float) -> tuple[float, flo
 
 def _patches_seen(n_patches: float, window: int | None, mode: str) -> float:
     "Patches one cross-attention query reads: its own (window None) or up to `window` of them; dense = all."
-    if mode == "kernel": return n_patches
-    return 1.0 if window is None else attention_keys(n_patches, window, mode)
+    if mode == "kernel": return n_patches                                                           # a dense mask: every query scores all patches (masked or not)
+    return 1.0 if window is None else attention_keys(n_patches, window, mode)                       # no window: a query reads only its own patch
 
 def blt_flop_terms(cfg: BLTConfig, patch_size: float, seq_len: int,
                    attention: str = "context") -> dict[str, tuple[float, float]]:
@@ -191,21 +191,21 @@ def blt_flop_terms(cfg: BLTConfig, patch_size: float, seq_len: int,
     if patch_size < 1 or seq_len < patch_size:
         raise ValueError(f"need 1 <= patch_size <= seq_len, got patch_size={patch_size}, seq_len={seq_len}")
     d, dg, k, ps = cfg.d_local, cfg.d_global, cfg.cross_attn_k, patch_size
-    n_patches = seq_len / ps
+    n_patches = seq_len / ps                                                                        # global positions per sequence (may be fractional)
     xq = cfg.n_heads_cross * (d // cfg.n_heads_cross)          # cross-attention query width
     xkv = cfg.n_kv_heads_cross * (d // cfg.n_heads_cross)      # cross-attention key/value width
-    local_keys = attention_keys(seq_len, cfg.local_window, attention)
-    glob = _blocks_per_position(cfg.global_layers, attention_keys(n_patches, None, attention))
-    in_proj = 2 * cfg.global_input_dim * dg if cfg.needs_input_projection else 0
-    n_enc, n_dec = n_cross_layers(cfg, "encoder"), n_cross_layers(cfg, "decoder")
+    local_keys = attention_keys(seq_len, cfg.local_window, attention)                               # local layers attend over bytes, in a sliding window
+    glob = _blocks_per_position(cfg.global_layers, attention_keys(n_patches, None, attention))      # per patch; the global model has no window
+    in_proj = 2 * cfg.global_input_dim * dg if cfg.needs_input_projection else 0                    # per patch, like the global blocks
+    n_enc, n_dec = n_cross_layers(cfg, "encoder"), n_cross_layers(cfg, "decoder")                   # cross-attention layers on each side
     # encoder cross-attention: k/ps query slots per byte; keys and values computed for every byte
-    n_query_proj = (n_enc if cfg.repool_every_layer else 1) if cfg.cross_attn_encoder else 0
+    n_query_proj = (n_enc if cfg.repool_every_layer else 1) if cfg.cross_attn_encoder else 0        # patch queries are pooled from bytes once, or before every layer
     slot_keys = seq_len if attention == "kernel" else ps * _patches_seen(n_patches, cfg.cross_attn_window_encoder, attention)
     enc_x = (n_query_proj * 2 * d * k * d / ps + n_enc * ((k / ps) * 4 * d * xq + 4 * d * xkv),
              n_enc * (k / ps) * attention_score_flops(xq, slot_keys))
     # decoder cross-attention: one query per byte; keys and values for the k/ps patch slots per byte
-    byte_keys = k * _patches_seen(n_patches, cfg.cross_attn_window_decoder, attention)
-    proj = 2 * dg * k * d / ps if cfg.cross_attn_decoder else 2 * dg * d    # per patch, or on every gathered byte
+    byte_keys = k * _patches_seen(n_patches, cfg.cross_attn_window_decoder, attention)              # k key slots per patch seen
+    proj = 2 * dg * d * (k if cfg.cross_attn_decoder else 1) / ps          # once per patch: d_G -> k slots (1 without xattn)
     dec_x = (proj + n_dec * (4 * d * xq + (k / ps) * 4 * d * xkv), n_dec * attention_score_flops(xq, byte_keys))
     return {"encoder": _blocks_per_position(cfg.encoder_layers, local_keys), "encoder_xattn": enc_x,
             "global": ((glob[0] + in_proj) / ps, glob[1] / ps),                 # the global model runs once per patch
@@ -215,7 +215,7 @@ def blt_flop_terms(cfg: BLTConfig, patch_size: float, seq_len: int,
 def blt_flops_per_byte(cfg: BLTConfig, patch_size: float, seq_len: int, attention: str = "context") -> dict[str, float]:
     "Forward FLOPs per byte of BLT(cfg) per part (BLT_FLOP_PARTS), plus 'linear' (matmuls), 'attention' and 'total'."
     terms = blt_flop_terms(cfg, patch_size, seq_len, attention)
-    linear, attn = sum(t[0] for t in terms.values()), sum(t[1] for t in terms.values())
+    linear, attn = sum(t[0] for t in terms.values()), sum(t[1] for t in terms.values())             # the two columns of every part
     return {**{p: sum(terms[p]) for p in BLT_FLOP_PARTS}, "linear": linear, "attention": attn, "total": linear + attn}
 
 # %% ../nbs/09_flops.ipynb #0853bd68
@@ -238,15 +238,15 @@ def measured_flops(model: nn.Module, *inputs, count_attention: bool = False) -> 
 def measured_blt_flops(model: nn.Module, tokens: Tensor, patch_lengths: Tensor,
                        count_attention: bool = False) -> dict[str, int]:
     "FlopCounterMode FLOPs of one BLT forward, grouped into BLT_FLOP_PARTS, plus 'total' (whole forward)."
-    counts, root = measured_flops(model, tokens, patch_lengths, count_attention=count_attention), type(model).__name__
+    counts, root = measured_flops(model, tokens, patch_lengths, count_attention=count_attention), type(model).__name__  # counter names start with the root class, e.g. "BLT."
     modules, out = dict(model.named_modules()), {}
     for part, prefixes in BLT_PART_MODULES.items():
         names = []                                   # the modules that ran (a ModuleList itself never runs)
         for prefix in (p for p in prefixes if modules.get(p) is not None):
             sub = modules[prefix]
             names += [f"{prefix}.{i}" for i in range(len(sub))] if isinstance(sub, nn.ModuleList) else [prefix]
-        out[part] = sum(counts.get(f"{root}.{n}", 0) for n in names)
-    return {**out, "total": counts.get("Global", 0)}
+        out[part] = sum(counts.get(f"{root}.{n}", 0) for n in names)                                # a part = the sum of its modules' counts
+    return {**out, "total": counts.get("Global", 0)}                                                # "Global": FlopCounterMode's whole-forward total
 
 # %% ../nbs/09_flops.ipynb #a27b8293
 TRAIN_FLOPS_MULTIPLIER: int = 3   # forward + backward (= 2 x forward), paper §4.5
@@ -258,7 +258,7 @@ def training_flops(forward_flops: float) -> float:
 def paper_tf(h: int, l: int, m: float, vocab: int, causal: bool = False) -> float:
     "Paper TF(h, l, m, V): forward FLOPs per position of l layers of width h attending m keys, plus a V-way head."
     m = m / 2 if causal else m
-    return l * (24 * h * h + 4 * m * h) + 2 * h * vocab
+    return l * (24 * h * h + 4 * m * h) + 2 * h * vocab                                             # 24h^2: 2 x (4h^2 attention + 8h^2 feed-forward) matmul FLOPs per layer
 
 def paper_ca(h: int, l: int, m: float, r: float, causal: bool = False) -> float:
     "Paper CA(h, l, m, r): cross-attention FLOPs per query: Q,O 4h^2, K,V 4h^2*r (r = keys per query), attention 4mh."
@@ -270,16 +270,16 @@ def paper_blt_flops_per_byte(cfg: BLTConfig, patch_size: float, n_ctx: int, caus
     "The paper's BLT forward FLOPs per byte (Eq. 13-17), per part, with h, l, k from cfg and w_E = w_D = its window."
     hE = hD = cfg.d_local
     lE, lD, hG, lG, k, ps = cfg.n_layers_encoder, cfg.n_layers_decoder, cfg.d_global, cfg.n_layers_global, cfg.cross_attn_k, patch_size
-    w = min(cfg.local_window or n_ctx, n_ctx)
+    w = min(cfg.local_window or n_ctx, n_ctx)                                                       # w_E = w_D: keys per byte in the local models
     parts = {"encoder": paper_tf(hE, lE, w, 0, causal),
-             "encoder_xattn": paper_ca(hE, lE, ps, ps / k, causal) * k / ps,
-             "global": paper_tf(hG, lG, n_ctx / ps, 0, causal) / ps,
+             "encoder_xattn": paper_ca(hE, lE, ps, ps / k, causal) * k / ps,                        # k queries per patch, each over the ps bytes of the patch
+             "global": paper_tf(hG, lG, n_ctx / ps, 0, causal) / ps,                                # once per patch: n_ctx / ps positions, amortised over ps bytes
              "decoder": paper_tf(hD, lD, w, 0, causal),
-             "decoder_xattn": paper_ca(hD, lD, k, k / ps, causal),
+             "decoder_xattn": paper_ca(hD, lD, k, k / ps, causal),                                  # one query per byte over the k slots of its patch
              "head": 2.0 * hD * byte_vocab}                        # the V = 256 term of Eq. 15, on its own
     return {**parts, "total": sum(parts.values())}
 
 def paper_bpe_flops_per_byte(h: int, l: int, n_ctx: float, vocab: int, bytes_per_token: float,
                              causal: bool = False) -> float:
     "The paper's forward FLOPs per byte of a BPE transformer: TF(h, l, m = n_ctx tokens, V) / bytes per token."
-    return paper_tf(h, l, n_ctx, vocab, causal) / bytes_per_token
+    return paper_tf(h, l, n_ctx, vocab, causal) / bytes_per_token                                   # per token, then per byte

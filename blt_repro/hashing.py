@@ -20,19 +20,19 @@ PRIMES: tuple[int, ...] = (1000000007, 5915587277, 1500450271, 3267000013, 57548
 
 def wrap_int64(x: int) -> int:
     "The Python int `x` reduced to a signed 64-bit integer, as int64 arithmetic wraps: ((x + 2^63) mod 2^64) - 2^63."
-    return ((x + 2**63) % 2**64) - 2**63
+    return ((x + 2**63) % 2**64) - 2**63                                                            # Python ints never overflow: emulate the wrap explicitly
 
 # %% ../nbs/07_hashing.ipynb #d476f7b4
 def byte_group_hash_naive(ids: list[int], group_size: int, hash_fn_index: int, vocab: int) -> list[int]:
     "Reference (slow) hash of the `group_size` ids ending at each position of `ids`, in emulated int64, then `% vocab`."
-    p, pad = PRIMES[hash_fn_index], [0] * (group_size - 1)
-    padded = pad + list(ids)
+    p, pad = PRIMES[hash_fn_index], [0] * (group_size - 1)                                          # left padding with id 0 (BOE), as the official code pads
+    padded = pad + list(ids)                                                                        # so every position has a full window of group_size ids
     out = []
     for t in range(len(ids)):
         window = padded[t:t + group_size]          # the oldest id first
         h, power = 0, 1                            # power = p^i in int64
         for w in window:
-            h = wrap_int64(h + wrap_int64(w * power))
+            h = wrap_int64(h + wrap_int64(w * power))                                               # wrap after every multiply and add, as int64 tensors do
             power = wrap_int64(power * p)
         out.append(h % vocab)                      # floor modulo: non-negative
     return out
@@ -41,10 +41,10 @@ def byte_group_hash_naive(ids: list[int], group_size: int, hash_fn_index: int, v
 def prime_powers(hash_fn_index: int, group_size: int) -> torch.Tensor:
     "LongTensor[group_size]: p^0, p^1, ... in wrapped int64, p = PRIMES[hash_fn_index]."
     p, powers = PRIMES[hash_fn_index], [1]
-    for _ in range(group_size - 1): powers.append(wrap_int64(powers[-1] * p))
+    for _ in range(group_size - 1): powers.append(wrap_int64(powers[-1] * p))                       # p^i, already wrapped: the products below wrap the same way
     return torch.tensor(powers, dtype=torch.int64)
 
-_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)                      # id tensors we accept (cast to int64 before hashing)
 
 def _check_hash_args(tokens, group_size: int, hash_fn_index: int, vocab: int) -> None:
     if not isinstance(tokens, torch.Tensor): raise TypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
@@ -60,9 +60,9 @@ def _check_hash_args(tokens, group_size: int, hash_fn_index: int, vocab: int) ->
 def byte_group_hash(tokens: torch.Tensor, group_size: int, hash_fn_index: int, vocab: int) -> torch.Tensor:
     "LongTensor[B,S]: bucket in 0..vocab-1 of the `group_size` ids ending at each position (official rolling hash)."
     _check_hash_args(tokens, group_size, hash_fn_index, vocab)
-    S = tokens.shape[1]
+    S = tokens.shape[1]                                                                             # sequence length; each position hashes the n ids ending at it
     padded = F.pad(tokens.long(), (group_size - 1, 0))               # [B, S+n-1], zeros on the left
-    powers = prime_powers(hash_fn_index, group_size).tolist()
+    powers = prime_powers(hash_fn_index, group_size).tolist()                                       # Python ints: tensor * int keeps int64 arithmetic
     h = padded[:, :S] * powers[0]                                    # [B, S]: the oldest id of each window, p^0
     for i in range(1, group_size):
         h += padded[:, i:i + S] * powers[i]                          # id at window offset i times p^i, int64 wrap
@@ -79,7 +79,7 @@ class HashNgramConfig:
 
     def __post_init__(self):
         if isinstance(self.group_sizes, str):        # the official config also accepts "3,4,5"
-            self.group_sizes = tuple(int(s) for s in self.group_sizes.split(",") if s.strip())
+            self.group_sizes = tuple(int(s) for s in self.group_sizes.split(",") if s.strip())      # "3,4,5" from a command line or a YAML config
         self.group_sizes = tuple(self.group_sizes)
         if not self.group_sizes or any(not isinstance(n, int) or n < 1 for n in self.group_sizes):
             raise ValueError(f"group_sizes must be a non-empty list of ints >= 1, got {self.group_sizes!r}")
@@ -94,10 +94,10 @@ class HashNgramConfig:
     @property
     def keys(self) -> list[tuple[int, int]]:
         "(hash function index, n-gram size) of each table, in the official order: function-major."
-        return [(f, n) for f in range(self.n_functions) for n in self.group_sizes]
+        return [(f, n) for f in range(self.n_functions) for n in self.group_sizes]                  # this order is the row order of the port's fused table
 
     @property
-    def n_params(self) -> int: return len(self.keys) * self.vocab * self.dim
+    def n_params(self) -> int: return len(self.keys) * self.vocab * self.dim                        # one vocab x dim table per key
 
 # %% ../nbs/07_hashing.ipynb #60e7f724
 class HashNgramEmbedding(nn.Module):
@@ -105,34 +105,34 @@ class HashNgramEmbedding(nn.Module):
     def __init__(self, config: HashNgramConfig):
         super().__init__()
         self.config = config
-        self.tables = nn.ModuleList(nn.Embedding(config.vocab, config.dim) for _ in config.keys)
+        self.tables = nn.ModuleList(nn.Embedding(config.vocab, config.dim) for _ in config.keys)    # K = n_functions x len(group_sizes) tables
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        std = self.config.dim ** -0.5
+        std = self.config.dim ** -0.5                                                               # truncated normal, std dim^-1/2, cut at ±3 std
         for t in self.tables: nn.init.trunc_normal_(t.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
 
     def hash_ids(self, tokens: torch.Tensor) -> torch.Tensor:
         "LongTensor[B,S,K]: the bucket of each position in each of the K tables."
         c = self.config
-        return torch.stack([byte_group_hash(tokens, n, f, c.vocab) for f, n in c.keys], dim=-1)
+        return torch.stack([byte_group_hash(tokens, n, f, c.vocab) for f, n in c.keys], dim=-1)     # keys are (f, n); byte_group_hash takes (n, f)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         c = self.config
         out = None
         for (f, n), table in zip(c.keys, self.tables):
             e = table(byte_group_hash(tokens, n, f, c.vocab))          # [B, S, dim]
-            out = e if out is None else out + e
+            out = e if out is None else out + e                                                     # summed, not concatenated: the result has the byte embedding's width
         return out
 
     def fused_weight(self) -> torch.Tensor:
         "[K*vocab, dim]: all tables stacked in order, as the HF port's `encoder_hash_tok_embedding.weight`."
-        return torch.cat([t.weight for t in self.tables], dim=0)
+        return torch.cat([t.weight for t in self.tables], dim=0)                                    # row k*vocab + b = bucket b of table k
 
     @torch.no_grad()
     def load_fused_weight(self, weight: torch.Tensor) -> None:
         "Copy a fused [K*vocab, dim] table (HF port layout) into the K tables."
-        K, V, d = len(self.tables), self.config.vocab, self.config.dim
+        K, V, d = len(self.tables), self.config.vocab, self.config.dim                              # tables, buckets per table, width
         if tuple(weight.shape) != (K * V, d):
             raise ValueError(f"fused weight must have shape ({K}*{V}, {d}) = ({K * V}, {d}), got {tuple(weight.shape)}")
         for k, t in enumerate(self.tables): t.weight.copy_(weight[k * V:(k + 1) * V])   # table k = rows k*V..(k+1)*V-1

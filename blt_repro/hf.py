@@ -21,14 +21,14 @@ CROSS_NAMES: dict[str, str] = {  # our CrossAttention parameter name -> transfor
 def hf_name(name: str) -> str:
     "Our BLT state-dict key -> the BltForCausalLM key (the hash tables are handled separately: one fused table there)."
     # three parameters sit at different depths in the port's module tree
-    if name == "local_decoder.output.weight": return "lm_head.weight"
+    if name == "local_decoder.output.weight": return "lm_head.weight"                               # the head sits outside `model.` in the port
     if name == "local_encoder.tok_embeddings.weight": return "model.local_encoder.embed_tokens.weight"
     if name == "local_decoder.norm.weight": return "model.local_decoder.norm.weight"
     parts = name.split(".")                                    # e.g. ["local_encoder", "layers", "0", ...]
     if len(parts) > 3 and parts[1] == "layers":                # e.g. local_encoder.layers.0.attention.wq.weight
-        return ".".join(["model", *parts[:3], HF_BLOCK_NAMES[".".join(parts[3:])]])
+        return ".".join(["model", *parts[:3], HF_BLOCK_NAMES[".".join(parts[3:])]])                 # e.g. local_encoder.layers.0 + attention.wq.weight -> self_attn.q_proj.weight
     if len(parts) > 3 and parts[1] == "cross_attn_layers":
-        return ".".join(["model", *parts[:3], CROSS_NAMES[".".join(parts[3:])]])
+        return ".".join(["model", *parts[:3], CROSS_NAMES[".".join(parts[3:])]])                    # same prefix, cross-attention leaf names
     if parts[-2] in ("patch_embedding_projection", "token_embedding_projection"): return "model." + name   # same name
     raise KeyError(f"no transformers name for BLT parameter {name!r}")
 
@@ -43,7 +43,7 @@ def _hf_classes():
 
 def _theta(sub) -> float:
     "RoPE θ of one sub-config; only the default (unscaled) RoPE has an equivalent in BLT."
-    rp = sub.rope_parameters or {}
+    rp = sub.rope_parameters or {}                                                                  # recent transformers keep rope_theta (and the RoPE kind) inside rope_parameters
     if rp.get("rope_type", "default") != "default":
         raise ValueError(f"only the default RoPE is supported, got rope_type={rp.get('rope_type')!r}")
     return float(rp["rope_theta"])
@@ -60,16 +60,16 @@ def _check_shared(hf_config) -> None:
               "cross_attn_k (model/encoder)": (hf_config.cross_attn_k, enc.cross_attn_k),
               "cross_attn_k (model/decoder)": (hf_config.cross_attn_k, dec.cross_attn_k),
               "decoder hidden_size_global/global hidden_size": (dec.hidden_size_global, glob.hidden_size),
-              "vocab_size": (hf_config.vocab_size, 260)}
+              "vocab_size": (hf_config.vocab_size, 260)}                                            # 256 bytes + 4 special ids in both
     for what, (a, b) in checks.items():                 # report the first disagreement by name
         if a != b: raise ValueError(f"cannot convert: {what} differ ({a} vs {b}); BLT shares them")
 
 def _hash_from_hf(hf_config) -> HashNgramConfig | None:
     "The hash n-gram embeddings of the port's config (None when it has no hash functions)."
-    nf = hf_config.encoder_hash_byte_group_nb_functions
+    nf = hf_config.encoder_hash_byte_group_nb_functions                                             # hash functions per n-gram size; 0 = no hash embeddings
     if not nf: return None
     return HashNgramConfig(dim=hf_config.encoder_config.hidden_size, n_functions=nf,
-                           group_sizes=tuple(hf_config.encoder_hash_byte_group_size),
+                           group_sizes=tuple(hf_config.encoder_hash_byte_group_size),               # n-gram sizes, e.g. 3..8 for BLT-1B
                            vocab=hf_config.encoder_hash_byte_group_vocab)
 
 def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
@@ -82,11 +82,11 @@ def config_from_hf(hf_config, document_mask: bool = False) -> BLTConfig:
         n_layers_global=glob.num_hidden_layers, n_layers_decoder=dec.num_hidden_layers,
         n_heads_local=enc.num_attention_heads, n_kv_heads_local=enc.num_key_value_heads,
         n_heads_global=glob.num_attention_heads, n_kv_heads_global=glob.num_key_value_heads,
-        cross_attn_k=hf_config.cross_attn_k, cross_attn_all_layers_encoder=bool(enc.cross_attn_all_layers),
+        cross_attn_k=hf_config.cross_attn_k, cross_attn_all_layers_encoder=bool(enc.cross_attn_all_layers),  # k: slots per patch in the cross-attention
         cross_attn_all_layers_decoder=bool(dec.cross_attn_all_layers),
         cross_attn_window_encoder=None, cross_attn_window_decoder=None,       # the port matches patches exactly
-        local_window=hf_config.local_attention_window_len, document_mask=document_mask,
-        rope_theta_local=_theta(enc), rope_theta_global=_theta(glob), norm_eps=enc.rms_norm_eps,
+        local_window=hf_config.local_attention_window_len, document_mask=document_mask,             # sliding window of the local models (bytes)
+        rope_theta_local=_theta(enc), rope_theta_global=_theta(glob), norm_eps=enc.rms_norm_eps,    # one eps for all parts (checked equal above)
         hash=_hash_from_hf(hf_config), ffn_hidden_encoder=enc.intermediate_size,   # explicit widths: see above
         ffn_hidden_global=glob.intermediate_size, ffn_hidden_decoder=dec.intermediate_size,
         double_residual=True, query_init="layer",                             # what the port always does
@@ -101,24 +101,24 @@ def _port_problems(cfg: BLTConfig) -> list[str]:
     if (cfg.n_heads_cross, cfg.n_kv_heads_cross) != (cfg.n_heads_local, cfg.n_kv_heads_local):
         problems.append("the port's cross-attention uses the local heads (n_heads_cross/n_kv_heads_cross must be None)")
     if not cfg.double_residual: problems.append("the port has the double residual (double_residual must be True)")
-    if cfg.query_init != "layer": problems.append("the port pools queries from layer outputs (query_init='layer')")
+    if cfg.query_init != "layer": problems.append("the port pools queries from layer outputs (query_init='layer')")  # our alternative pools the embeddings
     if cfg.cross_attn_all_layers_encoder and cfg.n_layers_encoder > 1 and not cfg.repool_every_layer:
         problems.append("with all-layer encoder cross-attention the port re-pools every layer (repool_every_layer=True)")
     return problems
 
 def _sub_config(cfg: BLTConfig, part: str) -> dict:
     "The port's encoder/decoder/global sub-config (a dict) for one part of `cfg`."
-    local = part in ("encoder", "decoder")
+    local = part in ("encoder", "decoder")                                                          # the two local models share width, heads and RoPE θ
     dim, theta = (cfg.d_local, cfg.rope_theta_local) if local else (cfg.d_global, cfg.rope_theta_global)
     heads = (cfg.n_heads_local, cfg.n_kv_heads_local) if local else (cfg.n_heads_global, cfg.n_kv_heads_global)
     layers = {"encoder": cfg.encoder_layers, "decoder": cfg.decoder_layers, "global": cfg.global_layers}[part]
     # explicit intermediate_size: the port's default width is unrounded, ours is rounded up to 256
     sub = dict(hidden_size=dim, num_hidden_layers=layers.n_layers, num_attention_heads=heads[0],
                num_key_value_heads=heads[1], rms_norm_eps=cfg.norm_eps, intermediate_size=layers.hidden_dim,
-               rope_parameters={"rope_type": "default", "rope_theta": theta})
+               rope_parameters={"rope_type": "default", "rope_theta": theta})                       # plain RoPE, the only kind BLT has
     if local:                                            # only the local parts cross-attend to the global states
         all_layers = cfg.cross_attn_all_layers_encoder if part == "encoder" else cfg.cross_attn_all_layers_decoder
-        sub |= dict(cross_attn_k=cfg.cross_attn_k, hidden_size_global=cfg.d_global, cross_attn_all_layers=all_layers)
+        sub |= dict(cross_attn_k=cfg.cross_attn_k, hidden_size_global=cfg.d_global, cross_attn_all_layers=all_layers)  # the cross-attention settings live in the local sub-configs
     return sub
 
 def config_to_hf(cfg: BLTConfig, attn_implementation: str = "eager"):
@@ -129,9 +129,9 @@ def config_to_hf(cfg: BLTConfig, attn_implementation: str = "eager"):
     h = cfg.hash                                         # no hash embeddings: the port's "0 functions" setting
     # patch_in_forward=False: we always pass patch lengths, the port's own patcher is never used
     return BltConfig(
-        vocab_size=cfg.vocab_size, patch_in_forward=False, local_attention_window_len=cfg.local_window,
-        cross_attn_k=cfg.cross_attn_k, tie_word_embeddings=False,
-        encoder_hash_byte_group_size=list(h.group_sizes) if h else [3],
+        vocab_size=cfg.vocab_size, patch_in_forward=False, local_attention_window_len=cfg.local_window,  # patch lengths are passed in, as to our BLT.forward
+        cross_attn_k=cfg.cross_attn_k, tie_word_embeddings=False,                                   # BLT's head is untied
+        encoder_hash_byte_group_size=list(h.group_sizes) if h else [3],                             # without hashing: placeholder sizes with 0 functions (no tables)
         encoder_hash_byte_group_vocab=h.vocab if h else 1, encoder_hash_byte_group_nb_functions=h.n_functions if h else 0,
         encoder_config=_sub_config(cfg, "encoder"), decoder_config=_sub_config(cfg, "decoder"),
         global_config=_sub_config(cfg, "global"), attn_implementation=attn_implementation)
@@ -141,7 +141,7 @@ def _hash_key() -> str: return "model.encoder_hash_tok_embedding.weight"   # the
 
 def _is_hash(name: str) -> bool:
     "Our per-function hash tables: the port holds them as one fused table, converted separately."
-    return name.startswith("encoder_hash_tok_embedding.")
+    return name.startswith("encoder_hash_tok_embedding.")                                           # our tables: one nn.Embedding per (function, n-gram size)
 
 @torch.no_grad()
 def blt_from_hf(model, document_mask: bool = False) -> BLT:
@@ -150,9 +150,9 @@ def blt_from_hf(model, document_mask: bool = False) -> BLT:
     src = model.state_dict()                                   # the port's names; hf_name maps ours onto them
     for name, p in blt.named_parameters():
         if _is_hash(name): continue                            # loaded fused below
-        t = src[hf_name(name)]
+        t = src[hf_name(name)]                                                                      # the port's tensor for this parameter
         if t.shape != p.shape: raise ValueError(f"{hf_name(name)}: shape {tuple(t.shape)} but BLT {name} is {tuple(p.shape)}")
-        p.copy_(t)
+        p.copy_(t)                                                                                  # in place: the parameter keeps its device and dtype
     if blt.encoder_hash_tok_embedding is not None: blt.encoder_hash_tok_embedding.load_fused_weight(src[_hash_key()])
     return blt.to(next(model.parameters()).device).eval()     # same device as the source; eval: no dropout anyway
 
@@ -170,10 +170,10 @@ def blt_to_hf(blt: BLT, attn_implementation: str = "eager"):
     "A transformers BltForCausalLM with the weights of our BLT (raises if the port cannot express its config)."
     _, BltForCausalLM = _hf_classes()
     model = BltForCausalLM(config_to_hf(blt.config, attn_implementation))
-    new = {hf_name(n): p.detach().clone() for n, p in blt.named_parameters() if not _is_hash(n)}
+    new = {hf_name(n): p.detach().clone() for n, p in blt.named_parameters() if not _is_hash(n)}    # clones: the port must not share storage with our model
     if blt.encoder_hash_tok_embedding is not None:             # the per-function tables, fused into one
         new[_hash_key()] = blt.encoder_hash_tok_embedding.fused_weight().detach().clone()
-    _check_complete(new, model.state_dict())
+    _check_complete(new, model.state_dict())                                                        # before loading: fails with the names, not a size mismatch deep inside torch
     model.load_state_dict(new, strict=False)                   # strict=False: empty buffers have no source
     return model.eval()
 
@@ -182,7 +182,7 @@ def blt_from_pretrained(repo_id: str = "itazap/blt-1b-hf", document_mask: bool =
     "Download a BltForCausalLM checkpoint with transformers (network + gated access) and convert it to our BLT."
     _, BltForCausalLM = _hf_classes()                          # transformers is imported only when needed
     try:
-        model = BltForCausalLM.from_pretrained(repo_id, **kwargs)
+        model = BltForCausalLM.from_pretrained(repo_id, **kwargs)                                   # repo id or a local directory; kwargs go to transformers (revision, dtype, ...)
     except OSError as e:                                       # offline, gated, or a typo: say what to do
         raise OSError(f"could not load {repo_id!r} through transformers: it needs network access and, for gated repos, "
                       f"an accepted licence and `huggingface-cli login` (or pass a local directory). Cause: {e}") from e

@@ -21,8 +21,8 @@ from .patching import DEFAULT_THRESHOLD, _as_float, _static_patch_size
 # %% ../nbs/04a_incremental.ipynb #ace2b30f
 def _byte_space_like(token: int) -> bool:
     "Scalar `space_like` for one id (the same classes as the tensor version: not [0-9A-Za-z], not a continuation byte)."
-    b = token - OFFSET
-    return b < 48 or 57 < b < 65 or 90 < b < 97 or 122 < b < 128 or b >= 0xC0
+    b = token - OFFSET                                                                              # the byte value (negative for the special ids, which count as space-like)
+    return b < 48 or 57 < b < 65 or 90 < b < 97 or 122 < b < 128 or b >= 0xC0                       # not a digit or ASCII letter, and not a UTF-8 continuation byte (0x80-0xBF)
 
 class IncrementalPatcher:
     "Online patching: append bytes (and entropies) one at a time; each append says whether the next byte opens a patch."
@@ -35,9 +35,9 @@ class IncrementalPatcher:
             raise ValueError("the budget mode (threshold=None) is not causal: it cannot patch online")
         if mode == "entropy" and monotonic and threshold_add is not None:
             raise ValueError("choose monotonic=True or threshold_add, not both")
-        if mode == "static": patch_size = _static_patch_size(patch_size)
+        if mode == "static": patch_size = _static_patch_size(patch_size)                            # an int >= 1, or a clear error
         check_int("max_patch_length", max_patch_length, none_ok=True)
-        self.mode, self.monotonic, self.official_quirks, self.bos_patch = mode, monotonic, official_quirks, bos_patch
+        self.mode, self.monotonic, self.official_quirks, self.bos_patch = mode, monotonic, official_quirks, bos_patch  # bos_patch: static patches count from byte 1 (BOS alone), as static_patch_lengths does
         self.threshold, self.threshold_add = _as_float(threshold, "threshold"), _as_float(threshold_add, "threshold_add")
         self.patch_size, self.max_patch_length = patch_size, max_patch_length
         self.reset()
@@ -51,19 +51,19 @@ class IncrementalPatcher:
     def _check_byte(self, token: int | None, entropy: float | None) -> float | None:
         "The entropy as a float, after checking that the rule gets what it reads."
         if self.mode == "space" and token is None: raise ValueError("space patching needs the token id of every byte")
-        if self.mode != "entropy": return None
+        if self.mode != "entropy": return None                                                      # space and static rules never read an entropy
         if entropy is None: raise ValueError("entropy patching needs the entropy of every byte")
         if math.isnan(float(entropy)): raise ValueError(f"entropy of byte {self.n_bytes} is NaN")
-        return float(entropy)
+        return float(entropy)                                                                       # a 0-d tensor or numpy scalar becomes a plain float
 
     def append(self, token: int | None = None, entropy: float | None = None) -> bool:
         "Add one byte (its id; its entropy H_t for entropy rules). Returns whether the next byte opens a patch."
         entropy = self._check_byte(token, entropy)
         if self.next_starts: self._lengths.append(1)                            # this byte opens a new patch
         else: self._lengths[-1] += 1
-        t, self.n_bytes = self.n_bytes, self.n_bytes + 1
-        self.next_starts = self._decide(t + 1, token, entropy)
-        if self.max_patch_length is not None and self._lengths[-1] >= self.max_patch_length:
+        t, self.n_bytes = self.n_bytes, self.n_bytes + 1                                            # t: the index of the byte just added
+        self.next_starts = self._decide(t + 1, token, entropy)                                      # decided now, from bytes 0..t only: the rule is causal
+        if self.max_patch_length is not None and self._lengths[-1] >= self.max_patch_length:        # the open patch is full
             self.next_starts = True                            # a full patch closes, as split_long_patches would cut it
         return self.next_starts
 
@@ -72,11 +72,11 @@ class IncrementalPatcher:
         if self.mode == "static":                              # with bos_patch the grid is shifted by the BOS patch
             return nxt % self.patch_size == 0 if not self.bos_patch else (nxt - 1) % self.patch_size == 0
         if self.mode == "space":
-            like = _byte_space_like(token)
+            like = _byte_space_like(token)                                                          # byte nxt-1 is space-like
             counted = (like and not self._prev_space) or token < OFFSET   # a run of space-like bytes counts once
             self._prev_space = like
-            return nxt < 2 or counted
-        prev, self._prev_entropy = self._prev_entropy, h
+            return nxt < 2 or counted                                                               # bytes 0 and 1 always start, as in space_patch_lengths
+        prev, self._prev_entropy = self._prev_entropy, h                                            # keep H_t for the next byte's monotonic comparison
         return self._entropy_rule(nxt, h, prev)
 
     def _entropy_rule(self, nxt: int, h: float, prev: float) -> bool:
@@ -85,20 +85,22 @@ class IncrementalPatcher:
         quirks = self.official_quirks and (self.monotonic or self.threshold_add is not None)
         if quirks and nxt == 2: return True                    # quirk: byte 2 always starts
         if quirks and nxt == 3 and self.threshold_add is not None: return False   # quirk: byte 3 never starts
-        if self.monotonic: return h - prev > self.threshold
-        if self.threshold_add is not None: return h > self.threshold and h - prev > self.threshold_add
-        return h > self.threshold
+        if self.monotonic: return h - prev > self.threshold                                         # monotonic: the entropy rose by more than θ
+        if self.threshold_add is not None: return h > self.threshold and h - prev > self.threshold_add  # global+monotonic: both must hold
+        return h > self.threshold                                                                   # global: the prediction of byte nxt was uncertain
 
     def extend(self, tokens: Sequence[int] | None = None, entropies: Sequence[float] | None = None) -> list[bool]:
         "Append many bytes; the decisions after each."
         if tokens is None and entropies is None: raise ValueError("extend needs tokens, entropies, or both")
-        n = len(tokens) if tokens is not None else len(entropies)
+        if tokens is not None and entropies is not None and len(tokens) != len(entropies):
+            raise ValueError(f"got {len(tokens)} tokens but {len(entropies)} entropies: pass one entropy per byte")
+        n = len(tokens) if tokens is not None else len(entropies)                                   # bytes to add
         return [self.append(None if tokens is None else int(tokens[i]), None if entropies is None else entropies[i])
                 for i in range(n)]
 
     def lengths(self, include_next_token: bool = False) -> list[int]:
         "Patch lengths so far; with include_next_token the (unseen) next byte joins, as in the batch functions."
-        out = list(self._lengths)
+        out = list(self._lengths)                                                                   # a copy: the caller may edit it
         if include_next_token and self.n_bytes:                # the decision already taken says where it goes
             if self.next_starts: out.append(1)
             else: out[-1] += 1
@@ -107,5 +109,5 @@ class IncrementalPatcher:
 # %% ../nbs/04a_incremental.ipynb #5ce6cc04
 def pad_lengths(rows: Sequence[Sequence[int]], device: torch.device | str | None = None) -> Tensor:
     "Right-pad lists of patch lengths with 0 into a LongTensor [B, P]."
-    P = max((len(r) for r in rows), default=0)
+    P = max((len(r) for r in rows), default=0)                                                      # the longest row sets the patch count; shorter rows get zero-length patches
     return torch.tensor([list(r) + [0] * (P - len(r)) for r in rows], dtype=torch.long, device=device)

@@ -41,15 +41,15 @@ class NaiveKneserNey:
 
     def update(self, ctx: tuple, w: int):
         "Count byte `w` after the context `ctx` (order-1 bytes, oldest first, NUL-padded)."
-        keys = [None] + [(ctx[len(ctx) - (n - 1):] if n > 1 else (), w) for n in range(1, self.order + 1)]
-        new = [None] + [keys[n] not in self.raw[n] for n in range(1, self.order + 1)] + [False]
-        for n in range(1, self.order + 1): self.raw[n][keys[n]] = self.raw[n].get(keys[n], 0) + 1
+        keys = [None] + [(ctx[len(ctx) - (n - 1):] if n > 1 else (), w) for n in range(1, self.order + 1)]  # keys[n] = (last n-1 context bytes, w)
+        new = [None] + [keys[n] not in self.raw[n] for n in range(1, self.order + 1)] + [False]     # new[n]: first sighting of the n-gram (before counting it)
+        for n in range(1, self.order + 1): self.raw[n][keys[n]] = self.raw[n].get(keys[n], 0) + 1   # raw counts of every order
         for n in range(1, self.order + 1):
             h = keys[n][0]
-            if not (n == self.order or (n >= 2 and h[0] == 0) or new[n + 1]): continue
+            if not (n == self.order or (n >= 2 and h[0] == 0) or new[n + 1]): continue              # KN: the top order and document-start contexts count raw; lower orders count new left extensions
             k = self.adj[n].get(keys[n], 0)
             self.adj[n][keys[n]] = k + 1
-            self.tot[n][h] = self.tot[n].get(h, 0) + 1
+            self.tot[n][h] = self.tot[n].get(h, 0) + 1                                              # c(h): the (adjusted) total after context h
             nk = self.nk[n].setdefault(h, [0, 0, 0])
             if k < 3:                                   # count k -> k+1 moves w between N1, N2, N3+
                 if k >= 1: nk[k - 1] -= 1
@@ -59,11 +59,11 @@ class NaiveKneserNey:
         ctx = (0,) * (self.order - 1)
         for b in list(doc) + [0]:                       # the final NUL is the end of the document
             yield ctx, b
-            ctx = (ctx + (b,))[1:] if self.order > 1 else ()
+            ctx = (ctx + (b,))[1:] if self.order > 1 else ()                                        # slide the window by one byte
 
     def fit(self, data):
         for doc in as_documents(data):
-            for ctx, b in self._contexts(doc): self.update(ctx, b)
+            for ctx, b in self._contexts(doc): self.update(ctx, b)                                  # one byte at a time: the slow path the vectorised model is checked against
         if self.D is None:
             self.D = [None] + [tuple(kn_discounts(np.array(list(self.adj[n].values()))))
                                for n in range(1, self.order + 1)]
@@ -78,9 +78,9 @@ class NaiveKneserNey:
             if c_h == 0: continue                       # unseen context: keep the lower-order estimate
             c = self.adj[n].get((h, w), 0)
             D = self.D[n]
-            d = 0.0 if c == 0 else D[min(c, 3) - 1]
-            n1, n2, n3 = self.nk[n][h]
-            p = (max(c - d, 0.0) + (D[0] * n1 + D[1] * n2 + D[2] * n3) * p) / c_h
+            d = 0.0 if c == 0 else D[min(c, 3) - 1]                                                 # modified KN: D1, D2 or D3+ by the count
+            n1, n2, n3 = self.nk[n][h]                                                              # how many continuations of h have count 1, 2, 3+
+            p = (max(c - d, 0.0) + (D[0] * n1 + D[1] * n2 + D[2] * n3) * p) / c_h                   # discounted count + (freed mass) x lower-order p
         return p
 
     def bpb(self, data, adaptive: bool = False) -> float:
@@ -88,7 +88,7 @@ class NaiveKneserNey:
         bits, nbytes = 0.0, 0
         for doc in as_documents(data):
             for ctx, b in self._contexts(doc):
-                if b != 0: bits -= math.log2(self.prob(ctx, b)); nbytes += 1
+                if b != 0: bits -= math.log2(self.prob(ctx, b)); nbytes += 1                        # the end-of-document NUL is predicted but not scored
                 if adaptive: self.update(ctx, b)
         return bits / nbytes
 
@@ -99,8 +99,8 @@ class NaiveKneserNey:
             ctx = (0,) * (self.order - 1)
             for i, t in enumerate(row):
                 ctx = (0,) * (self.order - 1) if t < 4 else ((ctx + (t - 4,))[1:] if self.order > 1 else ())
-                p = [self.prob(ctx, v) for v in range(ALPHABET)]
-                out[r, i] = -sum(x * math.log(x) for x in p)
+                p = [self.prob(ctx, v) for v in range(ALPHABET)]                                    # the full next-byte distribution after position i
+                out[r, i] = -sum(x * math.log(x) for x in p)                                        # nats, like the neural entropy model
         return out
 
 # %% ../nbs/03_ngram.ipynb #9e7d3c45
@@ -111,7 +111,7 @@ class NGramEntropyModel:
                  chunk_positions: int = 1 << 20):
         order = int(order) if isinstance(order, np.integer) else order   # numpy ints (from an array of orders) are fine
         check_int("order", order)
-        if order > MAX_ORDER: raise ValueError(f"order must be an int in 1..{MAX_ORDER}, got {order}")
+        if order > MAX_ORDER: raise ValueError(f"order must be an int in 1..{MAX_ORDER}, got {order}")  # n-gram keys are uint64: 32 orders fit
         if isinstance(discounts, str) and discounts not in ("tuned", "estimated"):
             raise ValueError(f"discounts must be 'tuned', 'estimated' or an array [order, 3], got {discounts!r}")
         if not isinstance(discounts, str): _check_discounts(discounts, order)
@@ -125,7 +125,7 @@ class NGramEntropyModel:
         self.tuning = None                        # what discount tuning did (dev bytes, dev bpb before/after)
 
     def __repr__(self):
-        state = "unfitted" if self.levels is None else f"{sum(len(l.keys) for l in self.levels[1:]):,} n-grams"
+        state = "unfitted" if self.levels is None else f"{sum(len(l.keys) for l in self.levels[1:]):,} n-grams"  # stored n-grams over all orders
         return f"NGramEntropyModel(order={self.order}, discounts={self.discount_mode!r}, {state})"
 
     def _check_fitted(self, discounts: bool = False):
@@ -137,7 +137,7 @@ class NGramEntropyModel:
 def _check_discounts(D, order: int) -> np.ndarray:
     "D as float64 [order, 3], or an error: 0 < D_k <= k keeps every probability positive and normalised."
     D = np.asarray(D, dtype=np.float64)
-    if D.shape != (order, 3) or not np.all((D > 0) & (D <= [1.0, 2.0, 3.0])):
+    if D.shape != (order, 3) or not np.all((D > 0) & (D <= [1.0, 2.0, 3.0])):                       # D_k > k would make a count negative
         raise ValueError(f"discounts must be an array of shape ({order}, 3) with 0 < D_k <= k (D1, D2, D3+ per order)")
     return D
 
@@ -152,7 +152,7 @@ NGramEntropyModel.count = _ngram_count
 # %% ../nbs/03_ngram.ipynb #2cc404d8
 def _tuning_ratio(self: NGramEntropyModel, docs: list[bytes]) -> np.ndarray:
     "tuned / estimated discounts [order, 3] from a held-out slice of docs (ones when there is too little data)."
-    fit_docs, dev_docs = split_dev(docs, self.dev_fraction)
+    fit_docs, dev_docs = split_dev(docs, self.dev_fraction)                                         # tune on a held-out slice, then count on everything
     if not dev_docs:
         self.tuning = {"note": "too little data to hold out a tuning slice: Chen-Goodman estimates used"}
         return np.ones((self.order, 3))
@@ -166,14 +166,14 @@ def _ngram_fit(self: NGramEntropyModel, data) -> NGramEntropyModel:
     if isinstance(self.discount_mode, str) and self.discount_mode == "tuned":
         ratio = self._tuning_ratio(docs)                # tune on a held-out slice, then count everything
     self.levels = count_levels(docs, self.order)
-    if isinstance(self.discount_mode, str): self.set_discounts(self.estimated_discounts() * ratio)
+    if isinstance(self.discount_mode, str): self.set_discounts(self.estimated_discounts() * ratio)  # estimates on all data, rescaled by the tuned ratio
     else: self.set_discounts(self.discount_mode)        # explicit discounts: used as given
     return self
 
 def _estimated_discounts(self: NGramEntropyModel) -> np.ndarray:
     "Chen & Goodman's discounts [order, 3] from the counts of counts of every order."
     self._check_fitted()
-    return np.stack([kn_discounts(lv.adj) for lv in self.levels[1:]])
+    return np.stack([kn_discounts(lv.adj) for lv in self.levels[1:]])                               # from the adjusted (continuation) counts, order by order
 
 def _set_discounts(self: NGramEntropyModel, D) -> None:
     "Use discounts D [order, 3] (clipped into (0, k]); the entropy tables are rebuilt on first use."
@@ -192,7 +192,7 @@ def _ids_np(tokens) -> np.ndarray:
 
 def _bytes_and_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(bytes uint8 [B,S], boundary mask [B,S]): ids < 4 (BOE/BOS/EOS/BPE) are boundaries and read as NUL."
-    return np.where(ids >= 4, ids - 4, 0).astype(np.uint8), ids < 4
+    return np.where(ids >= 4, ids - 4, 0).astype(np.uint8), ids < 4                                 # byte = id - OFFSET; special ids become NUL
 
 def _entropies(self: NGramEntropyModel, tokens) -> torch.Tensor:
     """Entropy in nats of the next-byte distribution at every position of BLT ids [B,S] -> float32 [B,S]:
@@ -203,7 +203,7 @@ def _entropies(self: NGramEntropyModel, tokens) -> torch.Tensor:
     if self.levels[1].E is None: entropy_tables(self.levels, self.discounts)   # once per set of discounts
     B, S = ids.shape
     H = np.empty((B, S), np.float32)
-    rows = max(1, self.chunk_positions // max(S, 1))
+    rows = max(1, self.chunk_positions // max(S, 1))                                                # rows per chunk, so a chunk holds about chunk_positions positions
     for r in range(0, B, rows): H[r:r + rows] = self._entropies_np(ids[r:r + rows])   # chunks of rows: memory
     out = torch.from_numpy(H)
     return out.to(tokens.device) if isinstance(tokens, torch.Tensor) else out
@@ -236,7 +236,7 @@ def _next_byte_probs(self: NGramEntropyModel, tokens) -> torch.Tensor:
         ln = lv.start[j + 1] - lv.start[j]              # ... + discounted counts of the stored continuations
         k = np.repeat(lv.start[j] - np.cumsum(ln) + ln, ln) + np.arange(ln.sum())   # every stored key of every context
         P[np.repeat(pos, ln), (lv.keys[k] & np.uint64(0xFF)).astype(np.int64)] += (
-            lv.discounted(D, k) / np.repeat(lv.total[j], ln))
+            lv.discounted(D, k) / np.repeat(lv.total[j], ln))                                       # (c - D) / c(h) for each continuation byte
     return torch.from_numpy(P.reshape(B, S, ALPHABET))         # [B*S, 256] -> [B, S, 256]
 
 NGramEntropyModel.next_byte_probs = _next_byte_probs
@@ -246,8 +246,8 @@ def _log2_probs(self: NGramEntropyModel, data, adaptive: bool = False) -> np.nda
     """log2 p of every data byte of `data` (end-of-document predictions excluded). adaptive=True: the model also
     learns from the text as it reads it: byte t is scored with the counts of the training data + data[:t]."""
     self._check_fitted(discounts=True)
-    z = doc_stream(as_documents(data))
-    T, D = len(z) - 1, torch.from_numpy(self.discounts)
+    z = doc_stream(as_documents(data))                                                              # uint8 stream: NUL, doc, NUL, doc, ... (NUL = document boundary)
+    T, D = len(z) - 1, torch.from_numpy(self.discounts)                                             # T predictions: z[t+1] from z[..t]
     if adaptive: p = kn_probs(adaptive_stats(self.levels, z), D).numpy()
     else:                                               # static: chunks of positions bound the memory
         p = np.concatenate([kn_probs(static_stats(self.levels, z, lo, min(lo + self.chunk_positions, T)), D).numpy()
@@ -257,7 +257,7 @@ def _log2_probs(self: NGramEntropyModel, data, adaptive: bool = False) -> np.nda
 def _bpb(self: NGramEntropyModel, data, adaptive: bool = False) -> float:
     "Bits per data byte on held-out `data` (end-of-document predictions are neither scored nor counted)."
     lp = self.log2_probs(data, adaptive)
-    return float(-lp.sum() / len(lp))
+    return float(-lp.sum() / len(lp))                                                               # mean bits over data bytes only
 
 NGramEntropyModel.log2_probs, NGramEntropyModel.bpb = _log2_probs, _bpb
 
@@ -265,10 +265,10 @@ NGramEntropyModel.log2_probs, NGramEntropyModel.bpb = _log2_probs, _bpb
 def split_dev(docs: list[bytes], dev_fraction: float = 0.1) -> tuple[list[bytes], list[bytes]]:
     "Hold out the last `dev_fraction` of the documents (of every document's bytes if < 10 documents); [] if < 1000 bytes."
     if len(docs) >= 10:
-        n_dev = max(1, round(len(docs) * dev_fraction))
+        n_dev = max(1, round(len(docs) * dev_fraction))                                             # whole documents: the last ones, so no document is split
         fit_docs, dev_docs = docs[:-n_dev], docs[-n_dev:]
     else:
-        cut = [max(1, int(len(d) * (1 - dev_fraction))) for d in docs]
+        cut = [max(1, int(len(d) * (1 - dev_fraction))) for d in docs]                              # few documents: hold out the tail of each
         fit_docs, dev_docs = [d[:c] for d, c in zip(docs, cut)], [d[c:] for d, c in zip(docs, cut) if d[c:]]
     return (fit_docs, dev_docs) if sum(map(len, dev_docs)) >= 1000 else (docs, [])
 
@@ -278,18 +278,18 @@ def tune_discount_ratio(counted: NGramEntropyModel, dev_docs: list[bytes], max_d
     [order, 3] (to rescale the estimates of a model counted on more data) and a summary."""
     est = counted.estimated_discounts()
     z = doc_stream(as_documents(dev_docs))
-    T = min(len(z) - 1, max_dev_positions)
+    T = min(len(z) - 1, max_dev_positions)                                                          # cap the dev set: LBFGS re-scores it at every step
     stats = [[torch.as_tensor(x).double() for x in s] for s in static_stats(counted.levels, z, 0, T)]   # fixed counts
-    data = torch.from_numpy(z[1:T + 1] != 0)
+    data = torch.from_numpy(z[1:T + 1] != 0)                                                        # targets that are data bytes (end-of-document NULs are not scored)
     k = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-    x = torch.logit(torch.from_numpy(est) / k).requires_grad_(True)
+    x = torch.logit(torch.from_numpy(est) / k).requires_grad_(True)                                 # unconstrained: D = k * sigmoid(x) stays in (0, k)
     opt = torch.optim.LBFGS([x], max_iter=max_iter, line_search_fn="strong_wolfe")
     def nll():
         opt.zero_grad()
         loss = -torch.log2(kn_probs(stats, k * torch.sigmoid(x))[data]).mean()   # bits per dev byte
         loss.backward()
         return loss
-    before = nll().item()
+    before = nll().item()                                                                           # dev bits per byte with the estimated discounts
     opt.step(nll)
     after = nll().item()
     tuned = (k * torch.sigmoid(x)).detach().numpy()
@@ -302,9 +302,9 @@ def _truncated(self: NGramEntropyModel, order: int, discounts=None) -> NGramEntr
     self._check_fitted()
     if not 1 <= order <= self.order: raise ValueError(f"order must be in 1..{self.order}, got {order}")
     m = NGramEntropyModel(order, "estimated" if discounts is None else discounts, chunk_positions=self.chunk_positions)
-    top = self.levels[order]
+    top = self.levels[order]                                                                        # the new top order uses raw counts, not continuation counts
     m.levels = [copy.copy(lv) for lv in self.levels[:order]] + [
-        Level(order, top.keys, top.raw, top.raw, top.parent, top.rerank)]
+        Level(order, top.keys, top.raw, top.raw, top.parent, top.rerank)]                           # adj = raw at the top order (KN)
     m.set_discounts(m.estimated_discounts() if discounts is None else discounts)
     return m
 
@@ -315,7 +315,7 @@ def text_entropies(model: NGramEntropyModel, text: str | bytes) -> np.ndarray:
     "One entropy (nats) per byte of `text` (a document): the uncertainty about byte t before reading it."
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     ids = torch.tensor([[1] + [b + 4 for b in data]])    # [1, 1 + len]: BOS + bytes
-    return model.entropies(ids)[0, :len(data)].numpy()
+    return model.entropies(ids)[0, :len(data)].numpy()                                              # position t (after BOS) predicts byte t; the last position, past the text, is dropped
 
 def __getattr__(name: str):
     "`bench_entropies` moved to `bench`; still importable from here (loaded on first use: `bench` imports this module)."
@@ -335,18 +335,18 @@ def bpb_vs_order_table(train_docs, val_docs, orders=range(1, 9), discounts: str 
     if discounts == "tuned":
         fit_docs, dev_docs = split_dev(docs, dev_fraction)
         if not dev_docs: raise ValueError("too little training data to hold out a tuning slice; use discounts='estimated'")
-        part = NGramEntropyModel(orders[-1]).count(fit_docs)
+        part = NGramEntropyModel(orders[-1]).count(fit_docs)                                        # counted once at the top order; truncated() gives every lower one
         for n in tqdm(orders, desc="tuning discounts", leave=False):
             ratios[n] = tune_discount_ratio(part.truncated(n), dev_docs)[0]
         del part
-    full = NGramEntropyModel(orders[-1]).count(docs)
+    full = NGramEntropyModel(orders[-1]).count(docs)                                                # recounted on all training documents for the scores
     rows = []
     for n in tqdm(orders, desc="scoring orders", leave=False):
         m = full.truncated(n)
         row = {"order": n, "n_grams": sum(len(lv.keys) for lv in m.levels[1:])}
         if discounts == "tuned":
             row |= {"static_bpb_estimated": m.bpb(val), "adaptive_bpb_estimated": m.bpb(val, adaptive=True)}
-            m.set_discounts(m.discounts * ratios[n])
+            m.set_discounts(m.discounts * ratios[n])                                                # tuned = estimated x the ratio learned on the dev slice
         row |= {"static_bpb": m.bpb(val), "adaptive_bpb": m.bpb(val, adaptive=True), "discounts": discounts}
         rows.append(row)
     return rows
@@ -365,7 +365,7 @@ PPMD_SETTINGS = {                                 # name -> (order, model memory
 SEVENZIP_PPMD = "7z a -t7z -m0=PPMd (default: order 6, 16 MB)"
 
 def _compressed_size(cmd: list[str], data: bytes) -> int:
-    return len(subprocess.run(cmd, input=data, capture_output=True, check=True).stdout)
+    return len(subprocess.run(cmd, input=data, capture_output=True, check=True).stdout)             # compressed bytes on stdout
 
 def _7z_ppmd_size(exe: str, data: bytes) -> int:
     with tempfile.TemporaryDirectory() as d:
@@ -377,7 +377,7 @@ def _7z_ppmd_size(exe: str, data: bytes) -> int:
 def _pyppmd_size(order: int, mem: int, data: bytes) -> int:
     import pyppmd
     enc = pyppmd.Ppmd7Encoder(order, mem)
-    return len(enc.encode(data) + enc.flush())
+    return len(enc.encode(data) + enc.flush())                                                      # compressed bytes
 
 def compressor_bpb(train: bytes, val: bytes, ppmd_settings: dict | None = None) -> dict[str, float | None]:
     """Bits per validation byte of compressors given the training text: (size(train+val) - size(train)) * 8 / len(val).
@@ -387,7 +387,7 @@ def compressor_bpb(train: bytes, val: bytes, ppmd_settings: dict | None = None) 
         if shutil.which(cmd[0]) is None:
             warnings.warn(f"{cmd[0]} is not installed: {name} skipped (apt-get install {cmd[0]})"); out[name] = None
         else: out[name] = (_compressed_size(cmd, train + val) - _compressed_size(cmd, train)) * 8 / len(val)
-    exe = shutil.which("7z") or shutil.which("7za") or shutil.which("7zz")
+    exe = shutil.which("7z") or shutil.which("7za") or shutil.which("7zz")                          # the p7zip and 7-Zip binaries have different names
     if exe is None:
         warnings.warn("7z is not installed: the 7z PPMd row is skipped (apt-get install p7zip-full)"); out[SEVENZIP_PPMD] = None
     else: out[SEVENZIP_PPMD] = (_7z_ppmd_size(exe, train + val) - _7z_ppmd_size(exe, train)) * 8 / len(val)

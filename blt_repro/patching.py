@@ -69,7 +69,7 @@ def start_mask_from_lengths(lengths: Tensor) -> Tensor:
 def check_lengths(lengths: Tensor) -> Tensor:
     "Validate patch lengths [B,P] (>= 0, zeros only as right padding) and return them as int64."
     _check_2d(lengths, "lengths", "int")
-    lengths = lengths.long()
+    lengths = lengths.long()                                                                        # int32/uint8 lengths are accepted; everything downstream is int64
     if bool((lengths < 0).any()): raise ValueError("patch lengths must be >= 0")
     zero = lengths == 0
     # a zero followed by a non-zero would be an empty patch in the middle of a row: no rule produces one
@@ -143,8 +143,8 @@ def entropy_start_mask(entropies: Tensor, threshold: float | None = DEFAULT_THRE
     entropies = _check_entropies(entropies)
     threshold, threshold_add = _check_rule(threshold, threshold_add, monotonic, patch_size)
     n = entropies.shape[1] + bool(include_next_token)          # bytes the patches cover
-    if threshold is None: return _budget_starts(entropies, patch_size, n)
-    return _threshold_starts(entropies, n, threshold, threshold_add, monotonic, official_quirks)
+    if threshold is None: return _budget_starts(entropies, patch_size, n)                           # budget (top-k) mode
+    return _threshold_starts(entropies, n, threshold, threshold_add, monotonic, official_quirks)    # global, monotonic or global+monotonic
 
 def entropy_patch_lengths(entropies: Tensor, threshold: float | None = DEFAULT_THRESHOLD, *, monotonic: bool = False,
                           threshold_add: float | None = None, patch_size: float | None = None,
@@ -159,7 +159,7 @@ def entropy_patch_lengths(entropies: Tensor, threshold: float | None = DEFAULT_T
 # %% ../nbs/04_patching.ipynb #22ce5875
 def space_like(tokens: Tensor) -> Tensor:
     "True for ids whose byte is not [0-9A-Za-z] and not a UTF-8 continuation byte; special ids (< 4) are space-like."
-    b = tokens - OFFSET
+    b = tokens - OFFSET                                                                             # [B,S] byte values; special ids become negative, hence space-like
     return ((b < ord("0")) | ((b > ord("9")) & (b < ord("A"))) | ((b > ord("Z")) & (b < ord("a")))
             | ((b > ord("z")) & (b < 0x80)) | (b >= 0xC0))
 
@@ -167,8 +167,8 @@ def space_start_mask(tokens: Tensor, include_next_token: bool = False) -> Tensor
     "Boolean [B, S + include_next_token]: bytes 0, 1 and every byte after a counted space-like byte start a patch."
     _check_2d(tokens, "tokens", "int")
     B, S = tokens.shape
-    n = S + bool(include_next_token)
-    like = space_like(tokens)
+    n = S + bool(include_next_token)                                                                # decisions for the S bytes, and for the unseen next one
+    like = space_like(tokens)                                                                       # [B,S] bool
     counted = like.clone()
     counted[:, 1:] &= ~like[:, :-1]                            # a run of space-like bytes counts once
     counted |= tokens < OFFSET                                 # BOS / EOS / ... always count
@@ -195,7 +195,7 @@ def static_patch_lengths(tokens: Tensor, patch_size: int, include_next_token: bo
                          bos_patch: bool = True) -> Tensor:
     "Fixed-size patches [B,P]: [1, p, ..., p, rest] (BOS alone first), or the official [p, ..., p, rest] with bos_patch=False."
     _check_2d(tokens, "tokens", "int")
-    patch_size = _static_patch_size(patch_size)
+    patch_size = _static_patch_size(patch_size)                                                     # 4.0 is accepted as 4; 4.5 is an error
     B, S = tokens.shape
     rest = S + bool(include_next_token) - bool(bos_patch)     # bytes after the BOS patch
     # every row has the same lengths: build one row, then broadcast it over the batch
@@ -206,7 +206,7 @@ def static_patch_lengths(tokens: Tensor, patch_size: int, include_next_token: bo
 def split_long_patches(lengths: Tensor, max_patch_length: int) -> Tensor:
     "Split patches longer than m into chunks of m plus the remainder (last); rows right-padded with 0 -> [B,P']."
     lengths = check_lengths(lengths)
-    check_int("max_patch_length", max_patch_length)
+    check_int("max_patch_length", max_patch_length)                                                 # m >= 1
     m, dev = max_patch_length, lengths.device
     pieces = (lengths + m - 1) // m                            # [B,P] chunks per patch (0 for padding)
     flat, flat_pieces = lengths.reshape(-1), pieces.reshape(-1)  # [B,P] -> [B*P]
@@ -253,7 +253,7 @@ def mean_patch_size(lengths: Tensor) -> float:
 def calibrate_threshold(entropies: Tensor, target_mean_patch_size: float, *, max_iter: int = 100,
                         return_achieved: bool = False, **rule_kwargs) -> float | tuple[float, float]:
     "θ whose mean patch size is closest to the target (bisection). `return_achieved`: also the size it hits."
-    allowed = {"monotonic", "threshold_add", "include_next_token", "official_quirks"}
+    allowed = {"monotonic", "threshold_add", "include_next_token", "official_quirks"}               # patch_size is refused: the budget mode has no θ to calibrate
     if bad := set(rule_kwargs) - allowed:
         raise ValueError(f"rule keywords must be among {sorted(allowed)}, got {sorted(bad)}")
     entropies = _check_entropies(entropies)

@@ -21,10 +21,10 @@ from .tokenizer import OFFSET, SPECIAL_NAMES
 def _as_ids(text: str | bytes | Sequence[int] | Tensor) -> list[int]:
     "Token ids of `text`: str/bytes are raw bytes (+OFFSET, no specials); ints/tensors are taken as ids."
     if isinstance(text, str):
-        text = text.encode("utf-8")
+        text = text.encode("utf-8")                                                                 # a string is shown byte by byte, without BOS/EOS
     if isinstance(text, (bytes, bytearray)):
         return [b + OFFSET for b in text]                      # raw bytes: no BOS/EOS added
-    if isinstance(text, Tensor) and text.dim() == 2 and text.shape[0] != 1:
+    if isinstance(text, Tensor) and text.dim() == 2 and text.shape[0] != 1:                         # a [1, S] row is fine; a batch is ambiguous
         raise ValueError(f"format one row at a time: got token ids of shape {tuple(text.shape)}")
     ids = text.reshape(-1).tolist() if isinstance(text, Tensor) else [int(i) for i in text]  # [S] or [1,S] -> [S]
     if bad := [i for i in ids if not 0 <= i < OFFSET + 256]:
@@ -36,28 +36,28 @@ def _render(ids: list[int]) -> str:
     out, run = [], bytearray()
     for i in ids + [-1]:                                       # -1: a sentinel that flushes the last run of bytes
         if i >= OFFSET:
-            run.append(i - OFFSET)
+            run.append(i - OFFSET)                                                                  # collect consecutive data bytes, so multi-byte characters decode whole
             continue
         # decode a whole run at once, so a multi-byte character inside the patch prints as itself
         if run:
-            out.append(run.decode("utf-8", errors="backslashreplace"))
+            out.append(run.decode("utf-8", errors="backslashreplace"))                              # a character cut by a patch boundary shows as \xNN
             run = bytearray()
         if i >= 0:
-            out.append(SPECIAL_NAMES[i])
+            out.append(SPECIAL_NAMES[i])                                                            # BOE/BOS/EOS/BPE as <boe>, <bos>, ...
     return "".join(out)
 
 def _row_lengths(lengths: Sequence[int] | Tensor) -> list[int]:
     "The non-zero patch lengths of one row, as ints (a [P] or [1, P] tensor, or a list)."
     if isinstance(lengths, Tensor):
         if lengths.dim() == 2 and lengths.shape[0] != 1:
-            raise ValueError("format one row of lengths at a time")
+            raise ValueError("format one row of lengths at a time")                                 # lengths are [B, P]: pick one row, e.g. L[0]
         lengths = lengths.reshape(-1).tolist()                 # [P] or [1,P] -> [P]
     return [int(n) for n in lengths if n != 0]                 # drop the right padding
 
 def format_patches(text: str | bytes | Sequence[int] | Tensor, lengths: Sequence[int] | Tensor) -> list[str]:
     "The patches of one row as strings. Lengths may be right-padded with 0 and may cover one extra (next) byte."
     ids, lengths = _as_ids(text), _row_lengths(lengths)
-    if any(n < 0 for n in lengths) or sum(lengths) not in (len(ids), len(ids) + 1):
+    if any(n < 0 for n in lengths) or sum(lengths) not in (len(ids), len(ids) + 1):                 # +1: include_next_token lengths cover the unseen next byte
         raise ValueError(f"patch lengths (sum {sum(lengths)}) must be >= 0 and cover the {len(ids)} bytes "
                          f"(or {len(ids) + 1} with include_next_token)")
     bounds = np.cumsum([0] + lengths).tolist()                 # patch k is ids[bounds[k]:bounds[k+1]]
@@ -69,7 +69,7 @@ def blog_patches(text: str | bytes, lengths) -> list[str]:
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     lengths = _row_lengths(lengths if isinstance(lengths, Tensor) else list(lengths))
     if sum(lengths) != len(data):
-        raise ValueError(f"patch lengths sum to {sum(lengths)}, the text has {len(data)} bytes")
+        raise ValueError(f"patch lengths sum to {sum(lengths)}, the text has {len(data)} bytes")    # no BOS here: drop the BOS patch and the next-byte share first
     ends = np.cumsum(lengths)                                  # patch i is data[ends[i] - n : ends[i]]
     return [f"Patch {i}: {data[e - n:e].decode('utf-8', errors='backslashreplace')!r} ({n} bytes)"
             for i, (n, e) in enumerate(zip(lengths, ends), start=1)]
@@ -87,8 +87,8 @@ def _entropy_dots(ax, entropies, n: int, starts: list[int]) -> None:
     "Entropy line and dots: byte t shows entropies[t-1] (the prediction that decided it); starts in red."
     h = torch.as_tensor(entropies, dtype=torch.float32).reshape(-1)[:n].tolist()   # [S] or [1,S] -> [S]
     y = [float("nan")] + h[:n - 1]                             # byte 0 was not predicted by anything
-    ax.plot(range(n), y, "-", color="0.5", lw=0.8)
-    ax.scatter(starts, [y[s] for s in starts], color="crimson", s=12, zorder=3, label="patch start")
+    ax.plot(range(n), y, "-", color="0.5", lw=0.8)                                                  # the entropy curve, in nats
+    ax.scatter(starts, [y[s] for s in starts], color="crimson", s=12, zorder=3, label="patch start")  # the bytes whose prediction crossed the rule
     ax.scatter(range(n), y, color="0.3", s=5, zorder=2)
     ax.set_ylabel("entropy of byte t (nats)")
 
@@ -96,11 +96,11 @@ def plot_patches(ax, text: str | bytes | Sequence[int] | Tensor, lengths: Sequen
                  entropies: Sequence[float] | Tensor | None = None, threshold: float | None = None):
     "Draw the patches of one row on matplotlib axes `ax` (bands + characters; entropies and threshold if given)."
     format_patches(text, lengths)                              # validates that the lengths cover the text
-    ids, lens = _as_ids(text), _row_lengths(lengths)
-    starts = _patch_bands(ax, ids, lens)
-    labels = [SPECIAL_NAMES[i] if i < OFFSET else _render([i]).replace(" ", "␣") for i in ids]
+    ids, lens = _as_ids(text), _row_lengths(lengths)                                                # one row: ids [S], lens [P] without padding
+    starts = _patch_bands(ax, ids, lens)                                                            # first byte of every patch, for the red dots
+    labels = [SPECIAL_NAMES[i] if i < OFFSET else _render([i]).replace(" ", "␣") for i in ids]      # one tick label per byte; a visible space
     # beyond 160 bytes the characters would overlap: draw the bands only
-    ax.set_xticks(range(len(ids)), labels if len(ids) <= 160 else [], fontsize=7, fontfamily="monospace")
+    ax.set_xticks(range(len(ids)), labels if len(ids) <= 160 else [], fontsize=7, fontfamily="monospace")  # long rows: labels would overlap, so none
     ax.set_xlim(-0.5, len(ids) - 0.5)
     if entropies is not None:
         _entropy_dots(ax, entropies, len(ids), starts)
@@ -108,7 +108,7 @@ def plot_patches(ax, text: str | bytes | Sequence[int] | Tensor, lengths: Sequen
         ax.set_yticks([])
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="crimson", lw=0.8, label=f"θ = {threshold:.3f}")
-    ax.set_title(f"{len(lens)} patches, {len(ids) / max(len(lens), 1):.2f} bytes/patch", fontsize=9)
+    ax.set_title(f"{len(lens)} patches, {len(ids) / max(len(lens), 1):.2f} bytes/patch", fontsize=9)  # the mean patch size the FLOPs depend on
     return ax
 
 # %% ../nbs/19_plots.ipynb #47d28ffa
@@ -125,7 +125,7 @@ def _per_byte(entropies_nats, n_bytes: int) -> np.ndarray:
 
 def _char_labels(data: bytes) -> list[str]:
     "One tick label per byte: printable ASCII as itself, ␣ for a space, · for anything else."
-    return [chr(b) if 32 < b < 127 else ("␣" if b == 32 else "·") for b in data]
+    return [chr(b) if 32 < b < 127 else ("␣" if b == 32 else "·") for b in data]                    # one label per byte: a multi-byte character shows as several ·
 
 def plot_entropies(ax, text: str | bytes, entropies_nats, threshold: float | None = None, unit: str = "nats",
                    title: str | None = None):
@@ -141,14 +141,14 @@ def plot_entropies(ax, text: str | bytes, entropies_nats, threshold: float | Non
     ax.axhline(h.mean() * f, color="tab:green", ls=":", label=f"average {h.mean() * f:.2f} {unit}")
     if threshold is not None:
         ax.axhline(threshold * f, color="tab:red", ls="--", label=f"threshold {threshold * f:.2f} {unit}")
-        peaks = h > threshold
+        peaks = h > threshold                                                                       # h[t] is the uncertainty about byte t: above θ, byte t starts a patch (global rule)
         ax.plot(x[peaks], h[peaks] * f, "o", color="red", ms=6, label="above threshold: starts a patch")
     ax.set_xticks(x, _char_labels(data))
     ax.set_xlim(-0.5, len(h) - 0.5)
     ax.set_xlabel("byte (character; ␣ = space)")
     ax.set_ylabel(f"entropy ({unit})")
-    other, g = ("bits", 1 / math.log(2)) if unit == "nats" else ("nats", math.log(2))
-    ax.secondary_yaxis("right", functions=(lambda y: y * g, lambda y: y / g)).set_ylabel(f"entropy ({other})")
+    other, g = ("bits", 1 / math.log(2)) if unit == "nats" else ("nats", math.log(2))               # 1 nat = 1/ln 2 ≈ 1.443 bits
+    ax.secondary_yaxis("right", functions=(lambda y: y * g, lambda y: y / g)).set_ylabel(f"entropy ({other})")  # the same curve read in the other unit
     if title:
         ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize=7, frameon=False)   # below the axes
