@@ -304,6 +304,7 @@ def test_bad_input():
         (lambda: IncrementalPatcher("entropy").append(5, float("nan")), ValueError, "NaN"),
         (lambda: IncrementalPatcher("static", patch_size=None), ValueError, "integer patch_size"),
         (lambda: IncrementalPatcher("space", max_patch_length=0), ValueError, "max_patch_length"),
+        (lambda: IncrementalPatcher("entropy").extend([5, 6], [1.0]), ValueError, "one entropy per byte"),
     ]
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):
