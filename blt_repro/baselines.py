@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from .core import check_int, config_from_dict, project_root
-from .layers import RMSNorm, Transformer, TransformerConfig, local_attention_mask
+from .layers import KVCache, RMSNorm, Transformer, TransformerConfig, local_attention_mask
 from .model import BLTConfig
 # the patcher's entry point lives in `patching`; imported here so that older imports from `baselines` keep working
 from .patching import PATCH_MODES, PatcherConfig, patch_lengths
@@ -101,7 +101,7 @@ class TokenTransformerConfig(TransformerLMConfig):
 
 # %% ../nbs/10_baselines.ipynb #6c5c65a0
 class TransformerLM(nn.Module):
-    "Embedding -> Transformer (causal or windowed, optionally document-masked) -> RMSNorm -> untied Linear(dim, vocab)."
+    "Embedding -> Transformer (causal or windowed, optionally document-masked) -> RMSNorm -> untied Linear(dim, vocab).\n    The one decoder-only LM of the library: the byte and BPE baselines and the entropy model are all TransformerLMs."
     def __init__(self, cfg: TransformerLMConfig):
         super().__init__()
         self.cfg = cfg
@@ -114,11 +114,26 @@ class TransformerLM(nn.Module):
         "Attention mask: bool [B|1,1,S,S] (True = may attend), or a BandedMask for a window short against S."
         return local_attention_mask(tokens, self.cfg.window, self.cfg.eos_id if self.cfg.document_mask else None)  # the same mask builder as BLT's local models
 
-    def forward(self, tokens: Tensor, positions: Tensor | None = None) -> Tensor:
-        "tokens [B,S] int ids (positions [S] or [B,S], default 0..S-1) -> logits [B,S,vocab] float32."
+    def forward(self, tokens: Tensor, positions: Tensor | None = None, cache: KVCache | None = None,
+                rows: Tensor | None = None) -> Tensor:
+        """tokens [B,S] int ids (positions [S] or [B,S], default 0..S-1) -> logits [B,S,vocab] float32. With a `cache`
+        (from `new_cache`): tokens [R,S] are the next ids of the cache's rows `rows` [R] (None: all), read after the
+        cached ones; their positions and masks come from the cache."""
         check_tokens(tokens, self.cfg.vocab_size)
-        h = self.transformer(self.tok_embeddings(tokens), self.mask(tokens), positions)   # [B,S,dim]
-        return self.output(self.norm(h)).float()                                         # [B,S,vocab]
+        if cache is None: mask = self.mask(tokens)                                      # [B,1,S,S] or banded
+        else: mask, positions = cache.start(rows, self.ends_document(tokens))          # [R,1,S,K], [R,S]
+        h = self.transformer(self.tok_embeddings(tokens), mask, positions, cache)      # [B,S,dim]
+        return self.output(self.norm(h)).float()                                        # [B,S,vocab]
+
+    def ends_document(self, tokens: Tensor) -> Tensor:
+        "[B,S] bool: which ids close a document for the attention mask (none without document masking)."
+        if self.cfg.document_mask: return tokens == self.cfg.eos_id
+        return torch.zeros_like(tokens, dtype=torch.bool)                               # one document per row
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        "An empty KV cache for `batch` rows of up to max_len ids (a ring of `window` slots per layer when windowed)."
+        p = next(self.parameters())                    # the cache lives on the model's device, in its dtype
+        return KVCache.for_config(self.cfg.transformer_config(), batch, max_len, p.device, p.dtype)
 
 class ByteTransformer(TransformerLM):
     "The byte-level baseline: ByteTransformer(cfg)(tokens [B,S]) -> logits [B,S,260] float32."

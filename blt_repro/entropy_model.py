@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from .core import autocast_dtype, check_int, config_from_dict, pick_device, project_root, seed_everything
 from .data import encode_documents
-from .layers import KVCache, RMSNorm, Transformer, TransformerConfig, local_attention_mask
+from .layers import TransformerConfig
+from .baselines import TransformerLM
 from .tokenizer import BOE_ID, EOS_ID, OFFSET, VOCAB_SIZE, check_tokens   # one check_tokens, in the tokenizer
 
 # %% ../nbs/06_entropy_model.ipynb #c1af6f15
@@ -62,6 +63,11 @@ class EntropyModelConfig:
                                  multiple_of=self.multiple_of, window=self.window)
 
     @property
+    def document_mask(self) -> bool:
+        "Always True: an entropy never reads across a document boundary (what TransformerLM's mask asks)."
+        return True
+
+    @property
     def receptive_field(self) -> int:
         "How many earlier bytes can influence position i: n_layers * (window - 1)."
         return self.n_layers * (self.window - 1)
@@ -75,31 +81,12 @@ ENTROPY_PRESETS: dict[str, EntropyModelConfig] = {
 }
 
 # %% ../nbs/06_entropy_model.ipynb #f6d108ab
-class EntropyModel(nn.Module):
-    "Byte LM for entropies: embedding -> Transformer (windowed, document-causal) -> RMSNorm -> untied Linear(dim, vocab)."
+class EntropyModel(TransformerLM):
+    """The entropy model: a TransformerLM over bytes (260 ids) with a sliding window and document-causal attention —
+    forward(tokens [B,S], positions=None, cache=None, rows=None) -> logits [B,S,260], new_cache(batch, max_len)."""
     def __init__(self, cfg: EntropyModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.transformer = Transformer(cfg.transformer_config())
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-
-    def forward(self, tokens: Tensor, positions: Tensor | None = None, cache: KVCache | None = None,
-                rows: Tensor | None = None) -> Tensor:
-        """tokens [B,S] int64 (positions [S] or [B,S], default 0..S-1) -> logits [B,S,vocab]. With a `cache` (from
-        `new_cache`): tokens [R,S] are the next bytes of the cache's rows `rows` [R] (None: all), read after the cached
-        ones; their positions and masks come from the cache."""
-        check_tokens(tokens, self.cfg.vocab_size)
-        if cache is None: mask = local_attention_mask(tokens, self.cfg.window, self.cfg.eos_id)   # [B,1,S,S] or banded
-        else: mask, positions = cache.start(rows, tokens == self.cfg.eos_id)                      # [R,1,S,K], [R,S]
-        h = self.transformer(self.tok_embeddings(tokens), mask, positions, cache)                 # [B,S,dim]
-        return self.output(self.norm(h))                                                          # [B,S,vocab]
-
-    def new_cache(self, batch: int, max_len: int) -> KVCache:
-        "An empty KV cache for `batch` rows of up to max_len bytes (a ring of `window` slots per layer)."
-        p = next(self.parameters())                    # the cache lives on the model's device, in its dtype
-        return KVCache.for_config(self.cfg.transformer_config(), batch, max_len, p.device, p.dtype)
+        if not isinstance(cfg, EntropyModelConfig): raise TypeError(f"EntropyModel needs an EntropyModelConfig, got {type(cfg).__name__}")
+        super().__init__(cfg)
 
 def n_params(model: nn.Module) -> int: return sum(p.numel() for p in model.parameters())
 
