@@ -22,8 +22,9 @@ def global_patch_lengths_loop(entropies: Sequence[float], threshold: float = DEF
                               include_next_token: bool = False) -> list[int]:
     "The global rule on one row as a Python loop: byte t >= 2 starts a patch iff entropies[t-1] > θ."
     n = len(entropies) + include_next_token                    # bytes the patches cover
-    starts = [t for t in range(n) if t < 2 or entropies[t - 1] > threshold]                         # BOS and the first byte always start patches
-    return [end - start for start, end in zip(starts, starts[1:] + [n])]                            # lengths from consecutive starts
+    # BOS and the first byte always start patches
+    starts = [t for t in range(n) if t < 2 or entropies[t - 1] > threshold]
+    return [end - start for start, end in zip(starts, starts[1:] + [n])]  # lengths from consecutive starts
 
 def seconds(fn) -> float:
     "Wall-clock seconds of one call of fn() (every benchmark times through this)."
@@ -34,8 +35,8 @@ def seconds(fn) -> float:
 # %% ../nbs/18_bench.ipynb #caa16aa2
 def _one_thread(fn):
     "Run fn() with torch capped at one thread, then restore the caller's thread count."
-    threads = torch.get_num_threads()                                                               # the caller's setting, restored below
-    torch.set_num_threads(1)                                                                        # one core: comparable across machines
+    threads = torch.get_num_threads()  # the caller's setting, restored below
+    torch.set_num_threads(1)  # one core: comparable across machines
     try:
         return fn()
     finally:
@@ -53,12 +54,12 @@ def bench_patching(n_bytes: int = 4 * 2**20, seed: int = 0, row_len: int = 8192,
     "Throughput of entropy_patch_lengths (global rule) vs a Python loop on one thread; a JSON-able dict."
     if n_bytes < 1 or row_len < 1 or repeats < 1:                                                   # nothing to time
         raise ValueError("n_bytes, row_len and repeats must be >= 1")
-    row_len = min(row_len, n_bytes)                                                                 # at least one full row
+    row_len = min(row_len, n_bytes)  # at least one full row
     rows = n_bytes // row_len
-    g = torch.Generator().manual_seed(seed)                                                         # the same entropies on every run
+    g = torch.Generator().manual_seed(seed)  # the same entropies on every run
     E = torch.rand(rows, row_len, generator=g) * 3.0           # [rows, row_len] uniform in [0, 3) nats
     L, times, loop_s, agree = _one_thread(lambda: _time_patching(E, repeats))
-    mib, vec_s = rows * row_len / 2**20, statistics.median(times)                                   # median: robust to one slow repeat
+    mib, vec_s = rows * row_len / 2**20, statistics.median(times)  # median: robust to one slow repeat
     return {"n_bytes": rows * row_len, "rows": rows, "row_len": row_len, "threshold": DEFAULT_THRESHOLD, "threads": 1,
             "vectorised_s": round(vec_s, 5), "vectorised_best_s": round(min(times), 5),
             "vectorised_mib_s": round(mib / vec_s, 1), "loop_s": round(loop_s, 4),
@@ -74,12 +75,12 @@ from .ngram import NGramEntropyModel
 # %% ../nbs/18_bench.ipynb #7d89ce1a
 def _held_out_rows(n_bytes: int, row_len: int, seed: int) -> tuple[list[str], torch.Tensor]:
     "(training documents, held-out ids [R, row_len]): BOS doc EOS rows of shuffled held-out documents."
-    train = load_corpus("en", "train")                                                              # the model is fitted on the whole train split
-    held = load_corpus("en", "validation") + load_corpus("en", "test")                              # timed on text the model has not seen
+    train = load_corpus("en", "train")  # the model is fitted on the whole train split
+    held = load_corpus("en", "validation") + load_corpus("en", "test")  # timed on text the model has not seen
     # too little held-out text: borrow documents from the end of train (and leave them out of the fit)
     while sum(len(d.encode()) + 2 for d in held) < n_bytes and len(train) > 1:
         held.append(train.pop())
-    rng = np.random.default_rng(seed)                                                               # document order of the held-out rows
+    rng = np.random.default_rng(seed)  # document order of the held-out rows
     ids = np.concatenate([np.r_[1, np.frombuffer(held[i].encode(), np.uint8) + 4, 2]
                           for i in rng.permutation(len(held))])          # BOS doc EOS, shuffled documents
     n_rows = max(1, min(n_bytes, len(ids)) // row_len)                                              # whole rows only
@@ -95,7 +96,7 @@ def _time_entropies(train: list[str], tokens: torch.Tensor, order: int, repeats:
 def bench_entropies(n_bytes: int = 2 * 2**20, order: int = 8, seed: int = 0, row_len: int = 4096,
                     repeats: int = 3) -> dict:
     "Throughput of `entropies` on one thread (JSON-able dict): fit on English train, time rows of held-out ids."
-    train, tokens = _held_out_rows(n_bytes, row_len, seed)                                          # fit text, and the rows to score
+    train, tokens = _held_out_rows(n_bytes, row_len, seed)  # fit text, and the rows to score
     m, fit_s, sec = _one_thread(lambda: _time_entropies(train, tokens, order, repeats))
     return {"order": order, "n_bytes": tokens.numel(), "row_len": row_len,
             "train_bytes": sum(len(d.encode()) for d in train), "n_grams": sum(len(lv.keys) for lv in m.levels[1:]),
@@ -122,10 +123,10 @@ def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
 
 def _forward_fns(ours: BLT, x: torch.Tensor, lengths: torch.Tensor, port_impls: tuple[str, ...], out: dict) -> dict:
     "The forward calls to time (ours and one port per attention implementation); logit differences go into `out`."
-    fns = {"ours": lambda: ours(x, lengths)}                                                        # name -> a call to time
-    ref = ours(x, lengths)                                                                          # our logits: what every port must match
+    fns = {"ours": lambda: ours(x, lengths)}  # name -> a call to time
+    ref = ours(x, lengths)  # our logits: what every port must match
     for impl in port_impls:
-        port = blt_to_hf(ours, attn_implementation=impl)                                            # the same weights in transformers' BltForCausalLM
+        port = blt_to_hf(ours, attn_implementation=impl)  # the same weights in transformers' BltForCausalLM
         fns[f"port_{impl}"] = lambda port=port: port(input_ids=x, patch_lengths=lengths, use_cache=False).logits
         out[f"max_abs_diff_{impl}"] = float((fns[f"port_{impl}"]() - ref).abs().max())
     return fns
@@ -135,14 +136,15 @@ def bench_forward(cfg: BLTConfig | None = None, batch_size: int = 8, seq_len: in
     "Forward bytes/s of our BLT and of transformers' BltForCausalLM with the same weights and patch lengths (CPU)."
     cfg = cfg or BLTConfig.tiny(document_mask=False)             # the port has no document mask: compare like with like
     torch.manual_seed(seed)
-    ours = BLT(cfg).eval()                                                                          # random init: speed does not depend on training
-    x = pack_documents(load_corpus("en", "validation", max_bytes=4 * batch_size * seq_len), seq_len)[:batch_size]  # [B,S]
+    ours = BLT(cfg).eval()  # random init: speed does not depend on training
+    # [B,S]
+    x = pack_documents(load_corpus("en", "validation", max_bytes=4 * batch_size * seq_len), seq_len)[:batch_size]
     lengths = space_patch_lengths(x, include_next_token=True)      # [B,P], sums S+1
-    n_bytes = x.numel()                                                                             # bytes per forward call
+    n_bytes = x.numel()  # bytes per forward call
     out = {"benchmark": "forward", "config": cfg.to_dict(), "batch_size": batch_size, "seq_len": seq_len,
            "bytes_per_patch": round((n_bytes + batch_size) / int((lengths > 0).sum()), 3), "repeats": repeats,
            "threads": torch.get_num_threads(), "torch": torch.__version__}
-    with torch.inference_mode():                                                                    # no autograd bookkeeping in any of the timed calls
+    with torch.inference_mode():  # no autograd bookkeeping in any of the timed calls
         secs = _interleaved_medians(_forward_fns(ours, x, lengths, port_impls, out), repeats)
     for name, t in secs.items(): out[f"{name}_bytes_per_s"] = round(n_bytes / t)
     for impl in port_impls: out[f"speedup_vs_{impl}"] = round(secs[f"port_{impl}"] / secs["ours"], 2)
@@ -164,8 +166,9 @@ def _train_rows(steps: int, batch_size: int, seq_len: int) -> list[torch.Tensor]
 def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: int = 0) -> dict:
     "Training bytes/s of the tiny BLT (space patches) vs a byte transformer with its global shape, measured in turns."
     torch.manual_seed(seed)
-    bcfg = BLTConfig.from_dict(MODEL_PRESETS["tiny"]["blt"])                                        # the tiny preset's BLT
-    tcfg = ByteTransformerConfig(dim=bcfg.d_global, n_layers=bcfg.n_layers_global, n_heads=bcfg.n_heads_global)  # a byte transformer as wide and deep as BLT's global model
+    bcfg = BLTConfig.from_dict(MODEL_PRESETS["tiny"]["blt"])  # the tiny preset's BLT
+    # a byte transformer as wide and deep as BLT's global model
+    tcfg = ByteTransformerConfig(dim=bcfg.d_global, n_layers=bcfg.n_layers_global, n_heads=bcfg.n_heads_global)
     models = {"blt": LanguageModel(BLT(bcfg), PatcherConfig("space")), "byte": LanguageModel(ByteTransformer(tcfg))}
     rows, opts = _train_rows(steps, batch_size, seq_len), {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
@@ -176,7 +179,7 @@ def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: i
             nats = m.nats(batch[:, :-1], batch[:, 1:])
             opts[k].zero_grad(); nats.mean().backward(); opts[k].step()
             if step >= 2: times[k].append(time.perf_counter() - t0)
-    patch = models["blt"].bytes_per_patch()                                                         # realised bytes per space patch on these rows
+    patch = models["blt"].bytes_per_patch()  # realised bytes per space patch on these rows
     fpb = {"blt": blt_flops_per_byte(bcfg, patch, seq_len)["total"],
            "byte": byte_transformer_flops_per_byte(tcfg.transformer_config(), seq_len)["total"]}
     bps = {k: batch_size * seq_len / statistics.median(t) for k, t in times.items()}   # bytes per second
@@ -225,7 +228,7 @@ def _time_generators(s: dict, L: int, gen: GenerateConfig, repeats: int, recompu
             ref = generate_recompute(s["model"], prompt, s["patcher"], s["em"], gen)
             times["recompute"].append(time.perf_counter() - t0)
             info.update(same_bytes_as_recompute=ref.tokens == g.tokens, recompute_global_patches=ref.global_patches)
-        if s["port"] is not None:                                                     # the port's cache path fails (see text)
+        if s["port"] is not None:  # the port's cache path fails (see text)
             t0 = time.perf_counter()
             s["port"].generate(torch.tensor([as_prompt_ids(prompt[0])]), max_new_tokens=gen.max_new_bytes,
                                min_new_tokens=gen.max_new_bytes, do_sample=False, pad_token_id=0, use_cache=False)
@@ -239,7 +242,7 @@ def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 25
     measured in turns in one run. Returns the JSON-able dict (`blt-repro bench generate` prints it)."""
     s, gen = _generate_setup(prompt_lens, seed, hf), GenerateConfig(max_new_bytes=new_bytes, stop_at_eos=False)
     results = []
-    for L in prompt_lens:                                                                           # one result row per prompt length
+    for L in prompt_lens:  # one result row per prompt length
         times, info = _time_generators(s, L, gen, repeats, recompute)
         bps = {k: round(new_bytes / statistics.median(v), 1) if v else None for k, v in times.items()}   # bytes/s
         results.append({"prompt_bytes": L, "cached_bytes_per_s": bps["cached"], "recompute_bytes_per_s": bps["recompute"],

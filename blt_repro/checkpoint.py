@@ -55,13 +55,14 @@ class RunFolderError(ValueError):
 # %% ../nbs/16_checkpoint.ipynb #b3240a7b
 def _atomic(path: Path, write) -> None:
     "Call write(tmp) on a temporary path beside `path`, then rename it over `path`."
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")                                          # hidden, and unique per process
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # hidden, and unique per process
     write(tmp)
-    os.replace(tmp, path)                                                                           # atomic: the old file or the new one
+    os.replace(tmp, path)  # atomic: the old file or the new one
 
 def write_json(path: str | Path, obj) -> None:
     "Write obj as indented JSON, atomically."
-    _atomic(Path(path), lambda t: t.write_text(json.dumps(obj, indent=1)))                          # indented: run folders are read by people too
+    # indented: run folders are read by people too
+    _atomic(Path(path), lambda t: t.write_text(json.dumps(obj, indent=1)))
 
 def read_json(path: str | Path):
     "Parse a JSON file."
@@ -69,18 +70,19 @@ def read_json(path: str | Path):
 
 def save_tensors(path: str | Path, tensors: dict[str, Tensor]) -> None:
     "Write named tensors as safetensors, atomically (CPU contiguous copies, so tied or strided tensors are fine)."
-    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}               # clone: safetensors refuses shared storage
-    _atomic(Path(path), lambda t: save_file(flat, str(t)))                                          # safetensors: a JSON header + raw bytes
+    # clone: safetensors refuses shared storage
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    _atomic(Path(path), lambda t: save_file(flat, str(t)))  # safetensors: a JSON header + raw bytes
 
 def load_tensors(path: str | Path) -> dict[str, Tensor]:
     "Read a safetensors file into CPU tensors."
-    return load_file(str(path))                                                                     # parses JSON, copies bytes: no code runs
+    return load_file(str(path))  # parses JSON, copies bytes: no code runs
 
 # %% ../nbs/16_checkpoint.ipynb #434427c7
 def optimizer_to_tensors(osd: dict) -> tuple[dict[str, Tensor], dict]:
     "Split an optimizer state dict into tensors `{'<i>/<name>': T}` and its JSON-able rest."
     keys = list(osd["state"])                                   # parameter keys (ints or names), in order
-    tensors, plain = {}, {}                                                                         # '<i>/<name>' -> tensor; '<i>' -> {name: non-tensor value}
+    tensors, plain = {}, {}  # '<i>/<name>' -> tensor; '<i>' -> {name: non-tensor value}
     for i, key in enumerate(keys):
         for name, v in osd["state"][key].items():
             if torch.is_tensor(v): tensors[f"{i}/{name}"] = v
@@ -89,17 +91,19 @@ def optimizer_to_tensors(osd: dict) -> tuple[dict[str, Tensor], dict]:
 
 def optimizer_from_tensors(tensors: dict[str, Tensor], meta: dict) -> dict:
     "The optimizer state dict back from optimizer_to_tensors' two halves."
-    state = {key: dict(meta["plain"].get(str(i), {})) for i, key in enumerate(meta["keys"])}        # the non-tensor entries first
+    # the non-tensor entries first
+    state = {key: dict(meta["plain"].get(str(i), {})) for i, key in enumerate(meta["keys"])}
     for name, v in tensors.items():
-        i, field = name.split("/", 1)                                                               # parameter index, state name (exp_avg, exp_avg_sq, step)
+        i, field = name.split("/", 1)  # parameter index, state name (exp_avg, exp_avg_sq, step)
         if i.isdigit(): state[meta["keys"][int(i)]][field] = v   # other entries (the RNG) are not optimizer state
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else dict(g) for g in meta["param_groups"]]  # JSON made the betas a list
-    return {"state": state, "param_groups": groups}                                                 # what optimizer.load_state_dict / set_state_dict take
+    # JSON made the betas a list
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else dict(g) for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}  # what optimizer.load_state_dict / set_state_dict take
 
 # %% ../nbs/16_checkpoint.ipynb #1f703465
 def git_commit(root: str | Path | None = None) -> str:
     "Short commit of the project checkout (+`-dirty` when code or notebooks have uncommitted changes), or 'unknown'."
-    root = root or project_root()                                                                   # the checkout this blt-repro runs from
+    root = root or project_root()  # the checkout this blt-repro runs from
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
@@ -107,12 +111,12 @@ def git_commit(root: str | Path | None = None) -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures"],
                                cwd=root, capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):                                                # no git, or not a checkout (an installed package)
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout (an installed package)
         return "unknown"
 
 def check_not_legacy(run_dir: Path) -> None:
     "Refuse a folder written before run format 1 (a pickled checkpoint.pt and no run.json), without opening it."
-    found = [f for f in LEGACY_FILES if (run_dir / f).exists()]                                     # only names are looked at, never contents
+    found = [f for f in LEGACY_FILES if (run_dir / f).exists()]  # only names are looked at, never contents
     if found and not (run_dir / RUN_FILE).exists():
         raise RunFolderError(
             f"{run_dir} was written by an older blt-repro ({found[0]}, a pickle). It is not loaded: unpickling a file "
@@ -121,7 +125,8 @@ def check_not_legacy(run_dir: Path) -> None:
 
 def write_run_info(run_dir: str | Path, info: dict) -> None:
     "Write run.json (the format version and the commit are added)."
-    write_json(Path(run_dir) / RUN_FILE, {"format": RUN_FORMAT, "commit": git_commit(), **info})    # atomic, like every file here
+    # atomic, like every file here
+    write_json(Path(run_dir) / RUN_FILE, {"format": RUN_FORMAT, "commit": git_commit(), **info})
 
 def read_run_info(run_dir: str | Path) -> dict:
     "run.json of a run folder, checked: the folder exists, is not of an old format, and has this format's version."
@@ -140,83 +145,84 @@ def _checkpoint_name(step: int) -> str: return f"checkpoint-{step:08d}"
 
 def save_checkpoint(run_dir: str | Path, step: int, model_sd: dict, optim_sd: dict, state: dict) -> Path:
     "Write checkpoint-<step>/ (weights, optimizer + RNG, trainer state), point latest.json at it, drop older ones."
-    run_dir, name = Path(run_dir), _checkpoint_name(step)                                           # checkpoint-00000200: sorts by step
+    run_dir, name = Path(run_dir), _checkpoint_name(step)  # checkpoint-00000200: sorts by step
     tmp = run_dir / f".{name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)                                                          # a leftover of this pid from an earlier kill
+    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of this pid from an earlier kill
     tmp.mkdir(parents=True)
     tensors, meta = optimizer_to_tensors(optim_sd)
-    save_tensors(tmp / MODEL_FILE, model_sd)                                                        # the network's weights, under its own parameter names
-    save_tensors(tmp / OPTIMIZER_FILE, {**tensors, "rng/cpu": torch.get_rng_state()})               # the RNG state is a uint8 tensor
+    save_tensors(tmp / MODEL_FILE, model_sd)  # the network's weights, under its own parameter names
+    save_tensors(tmp / OPTIMIZER_FILE, {**tensors, "rng/cpu": torch.get_rng_state()})  # the RNG state is a uint8 tensor
     write_json(tmp / STATE_FILE, {**state, "step": step, "optimizer": meta})
     final = run_dir / name
     shutil.rmtree(final, ignore_errors=True)          # a stale folder of this step from a killed run
-    os.rename(tmp, final)                                                                           # the checkpoint is complete, but not yet current
+    os.rename(tmp, final)  # the checkpoint is complete, but not yet current
     write_json(run_dir / LATEST_FILE, {"checkpoint": name, "step": step})   # the commit point
     for old in run_dir.glob("*checkpoint-*"):         # older checkpoints and half-written temporary folders
-        if old.name != name: shutil.rmtree(old, ignore_errors=True)                                 # safe: latest.json no longer names them
+        if old.name != name: shutil.rmtree(old, ignore_errors=True)  # safe: latest.json no longer names them
     return final
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     "The folder latest.json names (a complete checkpoint), or None before the first checkpoint."
     run_dir = Path(run_dir)
     check_not_legacy(run_dir)
-    if not (run_dir / LATEST_FILE).exists(): return None                                            # no checkpoint written yet
+    if not (run_dir / LATEST_FILE).exists(): return None  # no checkpoint written yet
     return run_dir / read_json(run_dir / LATEST_FILE)["checkpoint"]
 
 def load_checkpoint(run_dir: str | Path) -> tuple[dict, dict, dict] | None:
     "(model state dict, optimizer state dict, trainer state) of the latest checkpoint, or None. Sets the RNG state."
     ck = latest_checkpoint(run_dir)
     if ck is None: return None
-    state = read_json(ck / STATE_FILE)                                                              # step, counters, optimizer groups
+    state = read_json(ck / STATE_FILE)  # step, counters, optimizer groups
     tensors = load_tensors(ck / OPTIMIZER_FILE)
-    torch.set_rng_state(tensors["rng/cpu"])                                                         # the same random stream as the uninterrupted run
+    torch.set_rng_state(tensors["rng/cpu"])  # the same random stream as the uninterrupted run
     return load_tensors(ck / MODEL_FILE), optimizer_from_tensors(tensors, state.pop("optimizer")), state
 
 # %% ../nbs/16_checkpoint.ipynb #0fb03764
 def _ngram_arrays(m: NGramEntropyModel) -> tuple[dict[str, np.ndarray], dict]:
     "The arrays of a fitted n-gram model and the scalars that go with them."
-    arrays = {"discounts": np.asarray(m.discounts, dtype=np.float64)}                               # D1, D2, D3+ per order
+    arrays = {"discounts": np.asarray(m.discounts, dtype=np.float64)}  # D1, D2, D3+ per order
     for lv in m.levels[1:]:
-        arrays |= {f"{lv.n}/keys": lv.keys, f"{lv.n}/adj": lv.adj, f"{lv.n}/raw": lv.raw}           # the counts of order n
-        if lv.parent is not None: arrays[f"{lv.n}/parent"] = lv.parent                              # order 1 has no suffix
+        arrays |= {f"{lv.n}/keys": lv.keys, f"{lv.n}/adj": lv.adj, f"{lv.n}/raw": lv.raw}  # the counts of order n
+        if lv.parent is not None: arrays[f"{lv.n}/parent"] = lv.parent  # order 1 has no suffix
     return arrays, {"order": m.order, "rerank": [bool(lv.rerank) for lv in m.levels[1:]]}
 
 def _ngram_from_arrays(a: dict[str, np.ndarray], spec: dict) -> NGramEntropyModel:
     "The fitted n-gram model back from its arrays (derived per-context tables are rebuilt by Level)."
-    m = NGramEntropyModel(order=spec["order"])                                                      # an empty model of the same order
+    m = NGramEntropyModel(order=spec["order"])  # an empty model of the same order
     m.levels = [None] + [Level(n, a[f"{n}/keys"], a[f"{n}/adj"], a[f"{n}/raw"], a.get(f"{n}/parent"), rerank)
                          for n, rerank in enumerate(spec["rerank"], start=1)]
-    m.set_discounts(a["discounts"])                                                                 # also resets the per-context entropy tables
+    m.set_discounts(a["discounts"])  # also resets the per-context entropy tables
     return m
 
 def save_scorer(run_dir: str | Path, scorer) -> dict | None:
     "Write the entropy scorer into run_dir; returns its spec for run.json (None when there is no scorer)."
     run_dir = Path(run_dir)
-    if scorer is None: return None                                                                  # space / static patches need no scorer
+    if scorer is None: return None  # space / static patches need no scorer
     if isinstance(scorer, EntropyModel):
-        save_tensors(run_dir / ENTROPY_FILE, scorer.state_dict())                                   # the neural entropy model's weights
+        save_tensors(run_dir / ENTROPY_FILE, scorer.state_dict())  # the neural entropy model's weights
         return {"kind": "neural", "file": ENTROPY_FILE, "config": asdict(scorer.cfg)}
     arrays, meta = _ngram_arrays(scorer)
-    _atomic(run_dir / NGRAM_FILE, lambda t: save_numpy(arrays, str(t)))                             # numpy arrays (uint64 keys) as safetensors
+    _atomic(run_dir / NGRAM_FILE, lambda t: save_numpy(arrays, str(t)))  # numpy arrays (uint64 keys) as safetensors
     return {"kind": "ngram", "file": NGRAM_FILE, **meta}
 
 def load_scorer(run_dir: str | Path, spec: dict | None):
     "The entropy scorer a spec of save_scorer describes (eval mode, CPU), or None."
     if spec is None: return None
     path = Path(run_dir) / spec["file"]
-    if spec["kind"] == "ngram": return _ngram_from_arrays(load_numpy(str(path)), spec)              # counts back, no refitting
+    if spec["kind"] == "ngram": return _ngram_from_arrays(load_numpy(str(path)), spec)  # counts back, no refitting
     model = EntropyModel(EntropyModelConfig.from_dict(spec["config"]))
-    model.load_state_dict(load_tensors(path))                                                       # strict: every weight must be there
+    model.load_state_dict(load_tensors(path))  # strict: every weight must be there
     return model.eval()
 
 def save_tokenizer(run_dir: str | Path, tok: BPETokenizer) -> str:
     "Write the BPE tokenizer as tokenizers' JSON; returns the file name."
-    _atomic(Path(run_dir) / TOKENIZER_FILE, lambda t: t.write_text(tok.tokenizer.to_str()))         # the tokenizers library's own JSON
+    # the tokenizers library's own JSON
+    _atomic(Path(run_dir) / TOKENIZER_FILE, lambda t: t.write_text(tok.tokenizer.to_str()))
     return TOKENIZER_FILE
 
 def load_tokenizer(run_dir: str | Path) -> BPETokenizer:
     "The BPE tokenizer of a bpe run folder."
-    import tokenizers                                                                               # the Hugging Face tokenizers library
+    import tokenizers  # the Hugging Face tokenizers library
     return BPETokenizer(tokenizers.Tokenizer.from_str((Path(run_dir) / TOKENIZER_FILE).read_text()))
 
 # %% ../nbs/16_checkpoint.ipynb #b247a18b
@@ -229,16 +235,16 @@ def network_kind(family: str) -> str:
 
 def build_network(family: str, config: dict) -> nn.Module:
     "A freshly initialised network of `family` from its config dict."
-    cls, config_cls = NETWORKS[network_kind(family)]                                                # e.g. (BLT, BLTConfig)
-    return cls(config_cls.from_dict(config))                                                        # from_dict validates, and refuses unknown fields
+    cls, config_cls = NETWORKS[network_kind(family)]  # e.g. (BLT, BLTConfig)
+    return cls(config_cls.from_dict(config))  # from_dict validates, and refuses unknown fields
 
 def load_network(run_dir: str | Path, info: dict | None = None) -> nn.Module:
     "The run's network with the weights of its latest checkpoint (CPU, eval mode)."
-    info = info or read_run_info(run_dir)                                                           # read run.json unless the caller has it
+    info = info or read_run_info(run_dir)  # read run.json unless the caller has it
     ck = latest_checkpoint(run_dir)
     if ck is None: raise RunFolderError(f"{run_dir} has no complete checkpoint yet (no {LATEST_FILE})")
-    net = build_network(info["family"], info["model_config"])                                       # the exact shape the run trained
-    net.load_state_dict(load_tensors(ck / MODEL_FILE))                                              # strict: a missing or extra weight fails loudly
+    net = build_network(info["family"], info["model_config"])  # the exact shape the run trained
+    net.load_state_dict(load_tensors(ck / MODEL_FILE))  # strict: a missing or extra weight fails loudly
     return net.eval()
 
 def load_generator(run_dir: str | Path, device: str = "cpu") -> tuple[BLT, PatcherConfig, object]:
@@ -247,7 +253,7 @@ def load_generator(run_dir: str | Path, device: str = "cpu") -> tuple[BLT, Patch
     if network_kind(info["family"]) != "blt":
         raise RunFolderError(f"{run_dir} holds a {info['family']!r} model; generation works for the BLT families "
                              "blt, space and static")
-    dev = pick_device(device)                                                                       # fails clearly when CUDA is asked for and absent
-    scorer = load_scorer(run_dir, info["scorer"])                                                   # None for space / static patches
-    if isinstance(scorer, nn.Module): scorer = scorer.to(dev)                                       # the n-gram model lives on the CPU
+    dev = pick_device(device)  # fails clearly when CUDA is asked for and absent
+    scorer = load_scorer(run_dir, info["scorer"])  # None for space / static patches
+    if isinstance(scorer, nn.Module): scorer = scorer.to(dev)  # the n-gram model lives on the CPU
     return load_network(run_dir, info).to(dev), PatcherConfig.from_dict(info["patcher"]), scorer

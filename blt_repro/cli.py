@@ -34,23 +34,25 @@ class Experiment:
     about: str      # one line: what it shows
 
 EXPERIMENTS: list[Experiment] = [
-    Experiment("ngram_patching", "20_ngram_patching.ipynb", "Figures 3 & 4; blog part 1",           # CPU seconds: no training
+    Experiment("ngram_patching", "20_ngram_patching.ipynb", "Figures 3 & 4; blog part 1",  # CPU seconds: no training
                "n-gram entropy baseline: bpb vs order beside compressors, entropy plots, every patching scheme"),
-    Experiment("flop_matched", "21_flop_matched.ipynb", "Table 2 / Figure 6",                       # six families trained at one budget
+    Experiment("flop_matched", "21_flop_matched.ipynb", "Table 2 / Figure 6",  # six families trained at one budget
                "BLT (entropy, space, static 4/6), byte and BPE transformers at equal training FLOPs"),
-    Experiment("entropy_patching", "22_entropy_patching.ipynb", "Figures 3 & 4 (neural entropy model)",  # the neural entropy model at work
+    # the neural entropy model at work
+    Experiment("entropy_patching", "22_entropy_patching.ipynb", "Figures 3 & 4 (neural entropy model)",
                "entropies of the trained entropy model, every patching scheme on one text, θ → mean bytes per patch"),
-    Experiment("patch_scaling", "23_patch_scaling.ipynb", "Figures 1 & 7 / Table 2",                # three budgets x patch sizes
+    Experiment("patch_scaling", "23_patch_scaling.ipynb", "Figures 1 & 7 / Table 2",  # three budgets x patch sizes
                "entropy patches of ~4, 6, 8 bytes at equal inference FLOPs (global model widened) vs BPE, 3 budgets"),
-    Experiment("entropy_ablation", "24_entropy_ablation.ipynb", "Figure 8",                         # several entropy models
+    Experiment("entropy_ablation", "24_entropy_ablation.ipynb", "Figure 8",  # several entropy models
                "entropy-model size and context window against the bpb of the BLT it patches"),
-    Experiment("arch_ablations", "25_arch_ablations.ipynb", "Tables 7, 8, 9",                       # one BLT per ablated component
+    Experiment("arch_ablations", "25_arch_ablations.ipynb", "Tables 7, 8, 9",  # one BLT per ablated component
                "hash n-gram embeddings, cross-attention and local encoder/decoder depth ablations"),
-    Experiment("robustness", "26_robustness.ipynb", "Table 3",                                      # reuses the matched-FLOP models
+    Experiment("robustness", "26_robustness.ipynb", "Table 3",  # reuses the matched-FLOP models
                "bpb degradation of BLT vs BPE under the paper's five noises; character-level probes"),
-    Experiment("multilingual", "27_multilingual.ipynb", "Table 4",                                  # the UDHR corpus, per script
+    Experiment("multilingual", "27_multilingual.ipynb", "Table 4",  # the UDHR corpus, per script
                "bytes per patch and bpb per script for entropy, space and BPE segmentation"),
-    Experiment("paper_flops", "28_paper_flops.ipynb", "Table 2 (inference FLOPs); blog serving-cost appendix",  # analytic: no training
+    # analytic: no training
+    Experiment("paper_flops", "28_paper_flops.ipynb", "Table 2 (inference FLOPs); blog serving-cost appendix",
                "analytic FLOPs/byte of BLT-1B and its entropy model vs Llama-style BPE models; blog cost table recomputed"),
 ]
 
@@ -61,28 +63,29 @@ def _done_marker(preset: str, exp: Experiment) -> Path: return runs_dir(preset) 
 
 def run_experiment(exp: Experiment, preset: str = "tiny", device: str = "cpu", force: bool = False) -> dict:
     "Execute `exp` with papermill; returns {name, status: done|skipped|failed, wall_s, error}."
-    import papermill as pm                                                                          # imported here: only reproduce needs it
+    import papermill as pm  # imported here: only reproduce needs it
     marker = _done_marker(preset, exp)
-    if marker.exists() and not force:                                                               # finished before: report, do not repeat
+    if marker.exists() and not force:  # finished before: report, do not repeat
         return {**json.loads(marker.read_text()), "status": "skipped"}
-    src, out = project_root() / "nbs" / exp.notebook, runs_dir(preset) / exp.notebook               # the executed copy goes to runs/<preset>/
-    t0 = time.time()                                                                                # wall time of this experiment
+    # the executed copy goes to runs/<preset>/
+    src, out = project_root() / "nbs" / exp.notebook, runs_dir(preset) / exp.notebook
+    t0 = time.time()  # wall time of this experiment
     try:
         pm.execute_notebook(str(src), str(out), parameters={"preset": preset, "device": device},
                             cwd=str(src.parent), kernel_name="python3", progress_bar=False)
     except Exception as e:  # papermill's PapermillExecutionError names the failing cell
-        cell = getattr(e, "exec_count", None)                                                       # which cell failed, for the table
+        cell = getattr(e, "exec_count", None)  # which cell failed, for the table
         err = f"cell {cell}: {getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
         return {"name": exp.name, "status": "failed", "wall_s": round(time.time() - t0, 1), "error": err}
     res = {"name": exp.name, "status": "done", "wall_s": round(time.time() - t0, 1), "error": None}
-    marker.write_text(json.dumps(res))                                                              # written only on success: a failure is re-run next time
+    marker.write_text(json.dumps(res))  # written only on success: a failure is re-run next time
     return res
 
 # %% ../nbs/15_cli.ipynb #5cf07cf9
 def hardware() -> str:
     "A one-line description of this machine (CPU, cores, GPU, torch)."
-    import os, torch                                                                                # kept local: the CLI starts fast
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"                  # the first GPU names the machine
+    import os, torch  # kept local: the CLI starts fast
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"  # the first GPU names the machine
     return f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 def _cell(x) -> str: return str(x).replace("|", "\\|").replace("\n", " ")
@@ -91,36 +94,41 @@ def results_readme(preset: str, results: list[dict], command: str, wall_s: float
     "Markdown of the results table of `preset` from each experiment's summary.json."
     lines = [f"# Results: `{preset}` preset", "",
              "| experiment | paper | files | published | ours | verdict |", "|---|---|---|---|---|---|"]
-    for exp in EXPERIMENTS:                                                                         # every registered experiment gets a row, run or not
-        summ = figures_dir(preset) / exp.name / "summary.json"                                      # written by the experiment notebook itself
+    for exp in EXPERIMENTS:  # every registered experiment gets a row, run or not
+        summ = figures_dir(preset) / exp.name / "summary.json"  # written by the experiment notebook itself
         if not summ.exists():
-            status = next((r for r in results if r["name"] == exp.name), {}).get("error") or "not run"  # why there is no result
+            # why there is no result
+            status = next((r for r in results if r["name"] == exp.name), {}).get("error") or "not run"
             lines.append(f"| {exp.name} | {exp.paper} | – | – | – | {_cell(status)} |")
             continue
-        for row in json.loads(summ.read_text())["rows"]:                                            # one row per published number compared
-            files = ", ".join(f"[{Path(f).name}]({exp.name}/{f})" for f in row.get("files", []))    # links relative to the README
+        for row in json.loads(summ.read_text())["rows"]:  # one row per published number compared
+            # links relative to the README
+            files = ", ".join(f"[{Path(f).name}]({exp.name}/{f})" for f in row.get("files", []))
             lines.append("| " + " | ".join(_cell(v) for v in [row["experiment"], row["paper"], files or "–",
                                                                  row["published"], row["ours"], row["verdict"]]) + " |")
-    lines += ["", f"Command: `{command}`  ", f"Git commit: `{git_commit()}`  ",                     # provenance under the table
+    lines += ["", f"Command: `{command}`  ", f"Git commit: `{git_commit()}`  ",  # provenance under the table
               f"Wall time: {wall_s:.0f} s  ", f"Hardware: {hardware()}", ""]
     return "\n".join(lines)
 
 # %% ../nbs/15_cli.ipynb #e47b595c
 def reproduce(preset: str = "tiny", only: list[str] | None = None, device: str = "cpu", force: bool = False) -> list[dict]:
     "Run the experiments of `preset` (all, or `only` these names) and rebuild figures/<preset>/README.md."
-    get_preset(preset)                                                                              # an unknown preset fails here, before any work
+    get_preset(preset)  # an unknown preset fails here, before any work
     if device == "cuda": pick_device("cuda")  # fails early with a clear message when there is no GPU
     unknown = set(only or []) - set(experiment_names())
-    if unknown: raise ValueError(f"unknown experiment(s) {sorted(unknown)}; choose from {experiment_names()}")  # the library's own check (the CLI checks first)
-    todo = [e for e in EXPERIMENTS if not only or e.name in only]                                   # in the registered order
+    # the library's own check (the CLI checks first)
+    if unknown: raise ValueError(f"unknown experiment(s) {sorted(unknown)}; choose from {experiment_names()}")
+    todo = [e for e in EXPERIMENTS if not only or e.name in only]  # in the registered order
     t0, results = time.time(), []
     for exp in (bar := tqdm(todo, desc=f"reproduce {preset}", unit="exp")):
-        bar.set_postfix_str(exp.name)                                                               # which experiment is running
+        bar.set_postfix_str(exp.name)  # which experiment is running
         results.append(res := run_experiment(exp, preset, device, force))
         tqdm.write(f"  {exp.name}: {res['status']} ({res.get('wall_s', 0)} s)" + (f" — {res['error']}" if res["error"] else ""))
-    command = " ".join(["blt-repro reproduce", "--preset", preset] + (["--only", *only] if only else []) + (["--force"] if force else []))  # the command that regenerates this table
+    # the command that regenerates this table
+    command = " ".join(["blt-repro reproduce", "--preset", preset] + (["--only", *only] if only else []) + (["--force"] if force else []))
     readme = figures_dir(preset) / "README.md"
-    readme.write_text(results_readme(preset, results, command, time.time() - t0))                   # rebuilt even after a failure: it says which
+    # rebuilt even after a failure: it says which
+    readme.write_text(results_readme(preset, results, command, time.time() - t0))
     tqdm.write(f"results table: {readme.relative_to(project_root())}")
     return results
 
@@ -139,7 +147,7 @@ def bench(what: str, mib: float = 4.0) -> dict:
         return {"hardware": hardware()} | bench_train()
     if what != "patching": raise ValueError(f"unknown benchmark {what!r}; available: patching, forward, train, generate")
     from blt_repro.bench import bench_entropies, bench_patching
-    torch.set_num_threads(1)                                                                        # single-thread throughput: comparable across machines
+    torch.set_num_threads(1)  # single-thread throughput: comparable across machines
     return {"benchmark": "patching", "threads": 1, "hardware": hardware(),
             "ngram_entropies": bench_entropies(n_bytes=int(mib * 2**20) // 2),
             "patching": bench_patching(n_bytes=int(mib * 2**20))}
@@ -150,18 +158,19 @@ def patch_text(text: str, mode: str = "entropy", threshold: float | None = None,
     import torch
     from blt_repro.tokenizer import ByteTokenizer
     from blt_repro import patching as P
-    tokens = torch.tensor([ByteTokenizer().encode(text, add_eos=False)])                            # [1,S] with BOS first
-    if mode == "space": lengths = P.space_patch_lengths(tokens)                                     # after every space-like byte
+    tokens = torch.tensor([ByteTokenizer().encode(text, add_eos=False)])  # [1,S] with BOS first
+    if mode == "space": lengths = P.space_patch_lengths(tokens)  # after every space-like byte
     elif mode == "static": lengths = P.static_patch_lengths(tokens, patch_size)                     # fixed stride
     elif mode == "entropy":
         from blt_repro.ngram import NGramEntropyModel
         from blt_repro.data import load_corpus
-        m = NGramEntropyModel(order=order).fit(load_corpus("en", "train", max_bytes=get_preset("tiny").train_bytes))  # fitted on the tiny preset's training text (seconds)
-        ent = m.entropies(tokens)                                                                   # [1,S] nats: the uncertainty about the next byte
-        th = ent.mean().item() if threshold is None else threshold                                  # default: the text's own mean entropy
+        # fitted on the tiny preset's training text (seconds)
+        m = NGramEntropyModel(order=order).fit(load_corpus("en", "train", max_bytes=get_preset("tiny").train_bytes))
+        ent = m.entropies(tokens)  # [1,S] nats: the uncertainty about the next byte
+        th = ent.mean().item() if threshold is None else threshold  # default: the text's own mean entropy
         lengths = P.entropy_patch_lengths(ent, th, monotonic=monotonic)
     else: raise ValueError(f"unknown mode {mode!r}; choose entropy, space or static")
-    sizes = [int(n) for n in lengths[0] if n > 0]                                                   # drop the zero-length padding
+    sizes = [int(n) for n in lengths[0] if n > 0]  # drop the zero-length padding
     return list(zip(P.format_patches(tokens[0], lengths[0]), sizes))
 
 # %% ../nbs/15_cli.ipynb #9b93cb3b
@@ -174,25 +183,28 @@ def parse_overrides(pairs: list[str]) -> dict:
         try: value = json.loads(raw)
         except json.JSONDecodeError: value = raw                 # a bare word is a string
         if key.startswith("model."): out["model_config"][key[6:]] = value                           # model.d_global=192
-        elif key.startswith("patcher."): out["patcher"][key[8:]] = value                            # patcher.patch_size=6
-        else: out[key] = value                                                                      # a TrainConfig field
+        elif key.startswith("patcher."): out["patcher"][key[8:]] = value  # patcher.patch_size=6
+        else: out[key] = value  # a TrainConfig field
     return out
 
 def train_config_from_args(args) -> "TrainConfig":
     "A validated TrainConfig from `blt-repro train` arguments (bad fields fail here, before any work)."
     from blt_repro.train import TrainConfig
     d = parse_overrides(args.set)
-    d.update(model=args.model, preset=args.preset, out_dir=args.out, seed=args.seed, device=args.device)  # the named flags win over --set
-    if args.train_flops is not None: d.update(train_flops=args.train_flops, max_steps=None)         # a FLOP budget replaces the step count
+    # the named flags win over --set
+    d.update(model=args.model, preset=args.preset, out_dir=args.out, seed=args.seed, device=args.device)
+    # a FLOP budget replaces the step count
+    if args.train_flops is not None: d.update(train_flops=args.train_flops, max_steps=None)
     elif args.max_steps is not None: d["max_steps"] = args.max_steps
-    return TrainConfig.from_dict(d)                                                                 # validates every field before any work starts
+    return TrainConfig.from_dict(d)  # validates every field before any work starts
 
 # %% ../nbs/15_cli.ipynb #7a7ee286
 class Parser(argparse.ArgumentParser):
     "argparse with one-line errors, `blt-repro <cmd>: error: ...` and exit code 2 (the usage is one --help away)."
     def error(self, message: str):
-        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")             # self.prog is 'blt-repro <cmd>' in a subparser
-        sys.exit(2)                                                                                 # argparse's own exit code for usage errors
+        # self.prog is 'blt-repro <cmd>' in a subparser
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)  # argparse's own exit code for usage errors
 
 def _add_reproduce(sub) -> None:
     r = sub.add_parser("reproduce", help="re-run the experiment notebooks (papermill) into figures/<preset>/",
@@ -201,7 +213,8 @@ def _add_reproduce(sub) -> None:
     r.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="scale (default: tiny, CPU minutes)")
     r.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these experiments: {', '.join(experiment_names())}")
     r.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for training/inference (default cpu)")
-    r.add_argument("--force", action="store_true", help="re-run experiments already finished in runs/<preset>/")  # otherwise finished experiments are skipped
+    # otherwise finished experiments are skipped
+    r.add_argument("--force", action="store_true", help="re-run experiments already finished in runs/<preset>/")
 
 def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="measure throughput; prints one JSON object")
@@ -223,15 +236,16 @@ def _add_train(sub) -> None:
     tr.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="data size and model shapes (default tiny)")
     tr.add_argument("--max-steps", type=int, help="optimizer steps (default 200)")                  # or --train-flops
     tr.add_argument("--train-flops", type=float, help="train to this FLOP budget instead of a step count")
-    tr.add_argument("--out", help="the run folder (default: none, nothing is written)")             # resumable: re-run the same command
+    # resumable: re-run the same command
+    tr.add_argument("--out", help="the run folder (default: none, nothing is written)")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     tr.add_argument("--seed", type=int, default=0, help="weights and data order (default 0)")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],                      # validated against the config classes
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],  # validated against the config classes
                     help="override a TrainConfig field (lr=1e-3, seq_len=256, precision=fp32, ...), a model field "
                     "(model.d_global=192) or a patcher field (patcher.patch_size=6); repeatable")
 
 def _add_generate(sub) -> None:
-    from blt_repro.generate import add_generate_arguments                                           # the generate notebook owns its flags
+    from blt_repro.generate import add_generate_arguments  # the generate notebook owns its flags
     g = sub.add_parser("generate", help="continue a prompt with a trained BLT (cached incremental generation)",
                        description="Stream the continuation of a prompt, byte by byte, from a run folder written by "
                        "`blt-repro train` (families blt, space, static). The folder alone is enough: no corpus.")
@@ -244,14 +258,17 @@ def _add_patch(sub) -> None:
     t.add_argument("--threshold", type=float, help="entropy threshold in nats (default: the mean entropy of the text)")
     t.add_argument("--monotonic", action="store_true", help="entropy rule H_t - H_(t-1) > threshold")
     t.add_argument("--patch-size", type=int, default=4, help="static patch size (default 4)")
-    t.add_argument("--order", type=int, default=6, help="n-gram order of the entropy model (default 6)")  # entropy mode only
+    # entropy mode only
+    t.add_argument("--order", type=int, default=6, help="n-gram order of the entropy model (default 6)")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `blt-repro` argument parser."
     p = Parser(prog="blt-repro", description="Byte Latent Transformer reproduction: regenerate the paper's tables "
                "and figures, train, generate, benchmark, and inspect patches.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")                        # subparsers inherit Parser's one-line errors
-    for add in (_add_reproduce, _add_bench, _add_train, _add_generate, _add_patch): add(sub)        # one function per subcommand
+    # subparsers inherit Parser's one-line errors
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # one function per subcommand
+    for add in (_add_reproduce, _add_bench, _add_train, _add_generate, _add_patch): add(sub)
     return p
 
 # %% ../nbs/15_cli.ipynb #30232a4c
@@ -259,10 +276,10 @@ class UsageError(ValueError):
     "Bad input to a subcommand: reported as one line and exit code 2."
 
 def _cmd_reproduce(args) -> int:
-    unknown = sorted(set(args.only or []) - set(experiment_names()))                                # checked before any notebook runs
+    unknown = sorted(set(args.only or []) - set(experiment_names()))  # checked before any notebook runs
     if unknown: raise UsageError(f"unknown experiment(s) {unknown}; choose from {', '.join(experiment_names())}")
     res = reproduce(args.preset, args.only, args.device, args.force)
-    return 1 if any(r["status"] == "failed" for r in res) else 0                                    # a failed experiment fails the command
+    return 1 if any(r["status"] == "failed" for r in res) else 0  # a failed experiment fails the command
 
 def _cmd_bench(args) -> int:
     if not args.mib > 0: raise UsageError(f"--mib must be > 0, got {args.mib}")                     # NaN fails too
@@ -270,19 +287,19 @@ def _cmd_bench(args) -> int:
     return 0
 
 def _cmd_train(args) -> int:
-    from blt_repro.train import check_same_run, train                                               # local: torch loads only when needed
+    from blt_repro.train import check_same_run, train  # local: torch loads only when needed
     try:
         cfg = train_config_from_args(args)
         if cfg.out_dir: check_same_run(Path(cfg.out_dir), cfg)    # another run's folder, or an old one: refuse now
     except (ValueError, TypeError) as e: raise UsageError(str(e)) from e
-    summary = train(cfg)                                                                            # resumes when --out holds a checkpoint of this config
-    if int(os.environ.get("RANK", "0")) == 0:                                                       # under torchrun only rank 0 prints
+    summary = train(cfg)  # resumes when --out holds a checkpoint of this config
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints
         print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
     return 0
 
 def _cmd_generate(args) -> int:
-    from blt_repro.generate import run_generate                                                     # local: torch loads only when needed
-    return run_generate(args)                                                                       # its own one-line errors (exit 2)
+    from blt_repro.generate import run_generate  # local: torch loads only when needed
+    return run_generate(args)  # its own one-line errors (exit 2)
 
 def _cmd_patch(args) -> int:
     try: patches = patch_text(args.text, args.mode, args.threshold, args.patch_size, args.order, args.monotonic)
@@ -295,11 +312,11 @@ COMMANDS = {"reproduce": _cmd_reproduce, "bench": _cmd_bench, "train": _cmd_trai
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `blt-repro` console script: bad input is one line `blt-repro <cmd>: error: ...`, exit 2."
-    args = build_parser().parse_args(argv)                                                          # argparse errors exit 2 through Parser.error
+    args = build_parser().parse_args(argv)  # argparse errors exit 2 through Parser.error
     try:
-        return COMMANDS[args.command](args)                                                         # the handler's exit code
+        return COMMANDS[args.command](args)  # the handler's exit code
     except UsageError as e:
-        print(f"blt-repro {args.command}: error: {e}", file=sys.stderr)                             # one line, no traceback
+        print(f"blt-repro {args.command}: error: {e}", file=sys.stderr)  # one line, no traceback
         return 2
 
 # %% ../nbs/15_cli.ipynb #70fd624c

@@ -27,7 +27,8 @@ from .patching import check_lengths, patch_ids_from_lengths, decoder_patch_ids_f
 # %% ../nbs/08_blt.ipynb #ecc89012
 TINY_BLT: dict = dict(d_local=64, d_global=128, n_layers_encoder=1, n_layers_global=2, n_layers_decoder=2,
                       n_heads_local=2, n_heads_global=4, cross_attn_k=2, local_window=64,
-                      hash=dict(dim=64, group_sizes=(3, 4, 5), n_functions=1, vocab=1024))   # the tiny preset's BLT shape
+                      # the tiny preset's BLT shape
+                      hash=dict(dim=64, group_sizes=(3, 4, 5), n_functions=1, vocab=1024))
 
 @dataclass
 class BLTConfig:
@@ -43,7 +44,8 @@ class BLTConfig:
     n_heads_global: int = 4                      # query heads of the global transformer
     n_kv_heads_global: int | None = None         # key/value heads of the global transformer; None = n_heads_global
     n_heads_cross: int | None = None             # query heads of both cross-attentions; None = n_heads_local (HF port)
-    n_kv_heads_cross: int | None = None          # key/value heads of cross-attention; None = n_kv_heads_local (or n_heads_cross if set)
+    # key/value heads of cross-attention; None = n_kv_heads_local (or n_heads_cross if set)
+    n_kv_heads_cross: int | None = None
     cross_attn_k: int = 2                        # query slots per patch (global input width = k * d_local)
     cross_attn_encoder: bool = True              # encoder builds patch states by cross-attention (else: max-pool only)
     cross_attn_decoder: bool = True              # decoder reads patch states by cross-attention (else: gather + add)
@@ -51,8 +53,8 @@ class BLTConfig:
     cross_attn_all_layers_decoder: bool = True   # cross-attend before every decoder layer (else only before the first)
     cross_attn_window_encoder: int | None = None # patch q reads bytes of patches q-W+1..q; None = own patch only
     cross_attn_window_decoder: int | None = None # byte reads patches dec_id-W+1..dec_id; None = patch dec_id only
-    local_window: int | None = 512               # sliding window W of local self-attention (i-W < j <= i); None = causal
-    document_mask: bool = True                   # cut local and global attention after every EOS (official xformers masks)
+    local_window: int | None = 512  # sliding window W of local self-attention (i-W < j <= i); None = causal
+    document_mask: bool = True  # cut local and global attention after every EOS (official xformers masks)
     rope_theta_local: float = 10000.0            # RoPE base of encoder and decoder (positions = byte index in the row)
     rope_theta_global: float = 10000.0           # RoPE base of the global transformer (positions = patch index)
     norm_eps: float = 1e-5                       # epsilon of every RMSNorm
@@ -60,9 +62,9 @@ class BLTConfig:
     ffn_hidden_encoder: int | None = None        # SwiGLU width of encoder blocks; None = official rule (ffn_hidden_dim)
     ffn_hidden_global: int | None = None         # SwiGLU width of global blocks; None = official rule
     ffn_hidden_decoder: int | None = None        # SwiGLU width of decoder blocks; None = official rule
-    double_residual: bool = True                 # official quirk: cross-attn returns x+attn, caller adds x again (2x+attn)
-    query_init: str = "layer"                    # patch queries max-pooled from "layer" output (official) or "embedding"s
-    repool_every_layer: bool = False             # HF-port quirk: with all-layer encoder cross-attn, re-pool queries each layer
+    double_residual: bool = True  # official quirk: cross-attn returns x+attn, caller adds x again (2x+attn)
+    query_init: str = "layer"  # patch queries max-pooled from "layer" output (official) or "embedding"s
+    repool_every_layer: bool = False  # HF-port quirk: with all-layer encoder cross-attn, re-pool queries each layer
 
     def __post_init__(self):
         for name in ("vocab_size", "d_local", "d_global", "n_layers_encoder", "n_layers_global", "n_layers_decoder",
@@ -85,7 +87,7 @@ class BLTConfig:
             raise ValueError("repool_every_layer=True re-pools layer outputs; it needs query_init='layer'")
         if self.vocab_size != VOCAB_SIZE:
             raise ValueError(f"vocab_size must be {VOCAB_SIZE} (256 bytes + 4 special ids), got {self.vocab_size}")
-        self.encoder_layers, self.global_layers, self.decoder_layers   # building each stack's config validates its shape
+        self.encoder_layers, self.global_layers, self.decoder_layers  # building each stack's config validates its shape
         if self.d_local % self.n_heads_cross or self.n_heads_cross % self.n_kv_heads_cross:
             raise ValueError(f"cross-attention needs d_local % n_heads_cross == 0 and n_heads_cross % n_kv_heads_cross == 0, "
                              f"got d_local={self.d_local}, n_heads_cross={self.n_heads_cross}, n_kv_heads_cross={self.n_kv_heads_cross}")
@@ -124,7 +126,7 @@ class BLTConfig:
     @classmethod
     def tiny(cls, **overrides) -> "BLTConfig":
         "A ~1M-parameter BLT (0.2M of them hash tables) for tests and CPU demos."
-        base = {**TINY_BLT, "hash": HashNgramConfig(**TINY_BLT["hash"])}                            # a fresh copy: overrides never touch TINY_BLT
+        base = {**TINY_BLT, "hash": HashNgramConfig(**TINY_BLT["hash"])}  # a fresh copy: overrides never touch TINY_BLT
         base.update(overrides)
         if "d_local" in overrides and "hash" not in overrides and base["hash"] is not None:
             base["hash"] = dataclasses.replace(base["hash"], dim=base["d_local"])
@@ -150,7 +152,7 @@ class CrossAttention(nn.Module):
         kv = self.cross_attn_norm_kv(kv)
         k = self.wk(kv).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)   # [B,Hkv,K,D]
         v = self.wv(kv).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)   # [B,Hkv,K,D]
-        out = self.wo(masked_attention(q, k, v, mask).transpose(1, 2).flatten(2))   # [B,H,Q,D] -> [B,Q,H*D] -> [B,Q,dim]
+        out = self.wo(masked_attention(q, k, v, mask).transpose(1, 2).flatten(2))  # [B,H,Q,D] -> [B,Q,H*D] -> [B,Q,dim]
         return x + out if self.double_residual else out
 
 # %% ../nbs/08_blt.ipynb #9e2992b9
@@ -354,9 +356,11 @@ class BLT(nn.Module):
         "Write `config.json` and `model.safetensors` into folder (the Hugging Face convention: no pickle)."
         from safetensors.torch import save_file
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)                                                   # created when missing, like transformers does
-        (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))            # every BLTConfig field, nested hash config included
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()},   # clone: no shared storage
+        folder.mkdir(parents=True, exist_ok=True)  # created when missing, like transformers does
+        # every BLTConfig field, nested hash config included
+        (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        # clone: no shared storage
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()},
                   str(folder / "model.safetensors"))
 
     @classmethod
@@ -364,6 +368,7 @@ class BLT(nn.Module):
         "The BLT save_pretrained wrote into folder, in eval mode (the config is validated, the weights loaded strictly)."
         from safetensors.torch import load_file
         folder = Path(folder)
-        model = cls(BLTConfig.from_dict(json.loads((folder / "config.json").read_text())))          # unknown fields fail loudly
-        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))     # strict: every weight must be there
-        return model.to(device).eval()                                                              # ready for inference
+        model = cls(BLTConfig.from_dict(json.loads((folder / "config.json").read_text())))  # unknown fields fail loudly
+        # strict: every weight must be there
+        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+        return model.to(device).eval()  # ready for inference

@@ -74,13 +74,14 @@ class TrainConfig:
     "One training run. Validated on creation; `from_dict` rejects unknown keys."
     model: str = "blt"                   # family: blt | space | static | byte | bpe
     preset: str = "tiny"                 # tiny | small | paper: data sizes and the default model shapes
-    model_config: dict = field(default_factory=dict)   # overrides of the family's config (BLTConfig / ByteTransformerConfig / TokenTransformerConfig)
+    # overrides of the family's config (BLTConfig / ByteTransformerConfig / TokenTransformerConfig)
+    model_config: dict = field(default_factory=dict)
     patcher: dict = field(default_factory=dict)        # overrides of the PatcherConfig (patched families)
     corpus: str = "en"                   # embedded corpus (data.CORPORA)
-    seq_len: int = 512                   # bytes per row (BPE rows hold about as many bytes: seq_len / bytes-per-token ids)
+    seq_len: int = 512  # bytes per row (BPE rows hold about as many bytes: seq_len / bytes-per-token ids)
     batch_size: int = 8                  # GLOBAL rows per optimizer step (split across ranks)
     max_steps: int | None = 200          # optimizer steps; None = derived from train_flops
-    train_flops: float | None = None     # training FLOP budget (3 x forward FLOPs/byte x bytes); sets max_steps when given
+    train_flops: float | None = None  # training FLOP budget (3 x forward FLOPs/byte x bytes); sets max_steps when given
     lr: float = 3e-3                     # peak learning rate
     min_lr_ratio: float = 0.1            # cosine floor as a fraction of lr
     warmup_steps: int = 20               # linear warm-up steps
@@ -91,11 +92,12 @@ class TrainConfig:
     device: str = "auto"                 # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
     seed: int = 0                        # weights and data order
     eval_every: int = 0                  # validation every N steps (0 = only at the end)
-    eval_stride: int | None = None       # sliding-window stride of the final validation, in ids (None = half a row; clipped to a row)
+    # sliding-window stride of the final validation, in ids (None = half a row; clipped to a row)
+    eval_stride: int | None = None
     eval_bytes: int | None = None        # validation bytes (None = the preset's eval_bytes)
     log_every: int = 10                  # metrics line every N steps
     ckpt_every: int = 0                  # checkpoint every N steps (0 = only at the end)
-    stop_at: int | None = None           # stop after this many steps as if killed (the schedule still targets max_steps)
+    stop_at: int | None = None  # stop after this many steps as if killed (the schedule still targets max_steps)
     out_dir: str | None = None           # the run folder (16_checkpoint); None = no files
     patch_size: float | None = None      # blt: target mean bytes per patch for θ calibration (None = the preset's)
     entropy_source: str = "neural"       # blt: "neural" (entropy model trained here, cached) or "ngram"

@@ -60,21 +60,23 @@ class RowSampler:
 # %% ../nbs/11_train.ipynb #142fd1c0
 def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
     "Linear warm-up to cfg.lr over warmup_steps, then cosine to cfg.min_lr_ratio * lr at total_steps."
-    if step < cfg.warmup_steps: return cfg.lr * (step + 1) / cfg.warmup_steps                       # linear warm-up from lr/warmup
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))                # progress through the cosine, 0 -> 1
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))) # cosine from lr down to min_lr_ratio * lr
+    if step < cfg.warmup_steps: return cfg.lr * (step + 1) / cfg.warmup_steps  # linear warm-up from lr/warmup
+    # progress through the cosine, 0 -> 1
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    # cosine from lr down to min_lr_ratio * lr
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     "AdamW: decay on >= 2-D parameters (matrices, embeddings, hash tables), none on 1-D norm gains."
-    params = [p for p in model.parameters() if p.requires_grad]                                     # frozen parameters (none today) are left out
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen parameters (none today) are left out
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=1e-8)                          # eps 1e-8 as officially
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=1e-8)  # eps 1e-8 as officially
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     "The autocast dtype (None = fp32): 'fp32' -> None, 'bf16' -> bf16 (CPU too), 'auto' -> core.autocast_dtype(device)."
     if precision == "fp32": return None                                                             # None = no autocast
-    if precision == "bf16": return torch.bfloat16                                                   # an explicit choice, honoured on CPU too
+    if precision == "bf16": return torch.bfloat16  # an explicit choice, honoured on CPU too
     return autocast_dtype(device)                              # bf16 on CUDA with bf16 support, else fp32
 
 # %% ../nbs/11_train.ipynb #69ae3941
@@ -91,20 +93,21 @@ class Dist:
 def init_distributed(device: str) -> Dist:
     "Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, else gloo); pick this rank's device."
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1: return Dist(0, 1, pick_device(device))                                           # plain single process: no process group
+    if world == 1: return Dist(0, 1, pick_device(device))  # plain single process: no process group
     import torch.distributed as dist
     dev = pick_device(device)
     if dev.type == "cuda":                                      # one GPU per rank: the local rank's
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
-    if not dist.is_initialized(): dist.init_process_group("nccl" if dev.type == "cuda" else "gloo") # torchrun's env:// rendezvous
+    # torchrun's env:// rendezvous
+    if not dist.is_initialized(): dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), dev)
 
 def all_sum(values: list[float], d: Dist) -> list[float]:
     "Sum a few floats over ranks (identity in one process)."
     if d.world == 1: return values
     import torch.distributed as dist
-    t = torch.tensor(values, dtype=torch.float64, device=d.device)                                  # float64: counts stay exact
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)  # float64: counts stay exact
     dist.all_reduce(t)
     return t.tolist()
 
@@ -114,10 +117,12 @@ def wrap_model(lm: LanguageModel, cfg: TrainConfig, d: Dist) -> nn.Module:
     if cfg.fsdp:
         from torch.distributed.fsdp import fully_shard
         for m in lm.modules():
-            if type(m).__name__ == "TransformerBlock": fully_shard(m)                               # shard block by block (every family is built of them)
-        return fully_shard(lm)                                                                      # then the rest (embeddings, heads) at the root
+            # shard block by block (every family is built of them)
+            if type(m).__name__ == "TransformerBlock": fully_shard(m)
+        return fully_shard(lm)  # then the rest (embeddings, heads) at the root
     from torch.nn.parallel import DistributedDataParallel as DDP
-    return DDP(lm, device_ids=[d.device.index] if d.device.type == "cuda" else None)                # gradients all-reduced (averaged) in backward
+    # gradients all-reduced (averaged) in backward
+    return DDP(lm, device_ids=[d.device.index] if d.device.type == "cuda" else None)
 
 # %% ../nbs/11_train.ipynb #4cb665c3
 @dataclass
@@ -158,16 +163,17 @@ _MAY_DIFFER = ("stop_at", "progress", "out_dir")                # fields a resum
 
 def check_same_run(out: Path, cfg: TrainConfig) -> None:
     "Refuse to resume a run folder written by another config (or by an older blt-repro)."
-    check_not_legacy(out)                                                                           # an old pickle folder is refused, never opened
-    if not (out / RUN_FILE).exists(): return                                                        # a new folder: nothing to compare
-    saved = TrainConfig.from_dict(read_json(out / RUN_FILE)["train_config"]).to_dict()              # through the class: defaults filled in
+    check_not_legacy(out)  # an old pickle folder is refused, never opened
+    if not (out / RUN_FILE).exists(): return  # a new folder: nothing to compare
+    # through the class: defaults filled in
+    saved = TrainConfig.from_dict(read_json(out / RUN_FILE)["train_config"]).to_dict()
     if {k: v for k, v in saved.items() if k not in _MAY_DIFFER} != {k: v for k, v in cfg.to_dict().items() if k not in _MAY_DIFFER}:
         raise ValueError(f"{out} holds a run of a different config; use another out_dir or delete it")
 
 def write_run_folder(run: Run) -> None:
     "run.json and the prepared pieces (scorer, tokenizer): what generation and resumption read."
     cfg, data, out = run.cfg, run.data, run.out
-    out.mkdir(parents=True, exist_ok=True)                                                          # rank 0 only (the caller checks)
+    out.mkdir(parents=True, exist_ok=True)  # rank 0 only (the caller checks)
     write_run_info(out, {"family": cfg.model, "train_config": cfg.to_dict(),
                          "model_config": dataclasses.asdict(run.lm.net.config if isinstance(run.lm.net, BLT) else run.lm.net.cfg),
                          "patcher": None if data.patcher is None else dataclasses.asdict(data.patcher),
@@ -180,20 +186,20 @@ def start_run(cfg: TrainConfig, data: RunData | None = None) -> Run:
     d = init_distributed(cfg.device)
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None: check_same_run(out, cfg)              # before any expensive work
-    seed_everything(cfg.seed)                                                                       # the same initial weights on every rank
-    data = build_data(cfg) if data is None else data                                                # 17_prepare: streams, patcher, scorer
-    lm = LanguageModel(build_network(cfg, data), data.patcher).to(d.device)                         # the unwrapped model
+    seed_everything(cfg.seed)  # the same initial weights on every rank
+    data = build_data(cfg) if data is None else data  # 17_prepare: streams, patcher, scorer
+    lm = LanguageModel(build_network(cfg, data), data.patcher).to(d.device)  # the unwrapped model
     params, params_no_hash = param_counts(lm.net)
     patch_size = measure_bytes_per_patch(lm, data)
     fpb = flops_per_byte(cfg, lm, data, patch_size)
     bytes_per_step = cfg.batch_size * data.row_len * data.bytes_per_token      # expected text bytes per step
     total = cfg.max_steps or max(1, math.ceil(cfg.train_flops / (3 * fpb * bytes_per_step)))
-    model = wrap_model(lm, cfg, d)                                                                  # DDP / FSDP2 under torchrun
+    model = wrap_model(lm, cfg, d)  # DDP / FSDP2 under torchrun
     run = Run(cfg, d, data, lm, model, make_optimizer(model, cfg), resolve_precision(cfg.precision, d.device), fpb,
               total, min(total, cfg.stop_at) if cfg.stop_at is not None else total,
               RowSampler(data.train.rows(data.row_len), cfg.batch_size, cfg.seed), out,
               {"params": params, "params_without_hash": params_no_hash, "train_bytes_per_patch": patch_size})
-    if out is not None and d.main: write_run_folder(run)                                            # run.json + scorer + tokenizer, before step 1
+    if out is not None and d.main: write_run_folder(run)  # run.json + scorer + tokenizer, before step 1
     return run
 
 # %% ../nbs/11_train.ipynb #240597ce
@@ -205,34 +211,37 @@ def _state_dicts(model: nn.Module, opt) -> tuple[dict, dict]:
 def _cut_metrics(path: Path, step: int) -> None:
     "Keep the metrics lines of steps <= step (a line half-written by a killed process is dropped too)."
     if not path.exists(): return
-    keep = []                                                                                       # lines kept, with their newline
+    keep = []  # lines kept, with their newline
     for line in path.read_text().splitlines():
         try: rec = json.loads(line)
         except json.JSONDecodeError: continue                    # the torn last line of a kill
         if rec.get("step", 0) <= step: keep.append(line + "\n")
-    path.write_text("".join(keep))                                                                  # not atomic: a kill here loses only lines the re-run rewrites
+    path.write_text("".join(keep))  # not atomic: a kill here loses only lines the re-run rewrites
 
 def resume(run: Run) -> None:
     "Continue from the run folder's latest checkpoint, if there is one; else start the metrics log afresh."
     if run.out is None: return
     metrics = run.out / METRICS_FILE
     ck = load_checkpoint(run.out)
-    if ck is None:                                                                                  # no checkpoint yet: start from step 0
+    if ck is None:  # no checkpoint yet: start from step 0
         if run.dist.main and metrics.exists(): metrics.unlink()
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict            # loads full dicts into DDP / FSDP2 too
+    # loads full dicts into DDP / FSDP2 too
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
     model_sd, optim_sd, state = ck
     set_state_dict(run.model, run.opt, model_state_dict={f"net.{k}": v for k, v in model_sd.items()},
                    optim_state_dict=optim_sd, options=StateDictOptions(full_state_dict=True))
-    run.step, run.bytes_seen, run.flops_seen = state["step"], state["bytes_seen"], state["train_flops"]  # the counters come from the checkpoint, never from metrics.jsonl
-    run.window, run.last_log = [tuple(w) for w in state["window"]], state["last_log"]               # a partial metrics window continues exactly
-    run.elapsed_before = state["elapsed_s"]                                                         # elapsed_s keeps counting across restarts
-    if run.dist.main: _cut_metrics(metrics, run.step)                                               # lines past the checkpoint are re-written by this run
+    # the counters come from the checkpoint, never from metrics.jsonl
+    run.step, run.bytes_seen, run.flops_seen = state["step"], state["bytes_seen"], state["train_flops"]
+    # a partial metrics window continues exactly
+    run.window, run.last_log = [tuple(w) for w in state["window"]], state["last_log"]
+    run.elapsed_before = state["elapsed_s"]  # elapsed_s keeps counting across restarts
+    if run.dist.main: _cut_metrics(metrics, run.step)  # lines past the checkpoint are re-written by this run
 
 # %% ../nbs/11_train.ipynb #bf03192a
 def _batch(stream: TokenStream, idx: list[int], row_len: int, device) -> tuple[Tensor, Tensor, Tensor | None]:
     "Inputs x [b,S], targets y [b,S] and aux [b,S] (or None) of rows idx."
-    rows = [stream.row(i, row_len) for i in idx]                                                    # (ids [S+1], aux [S+1] | None) per row
+    rows = [stream.row(i, row_len) for i in idx]  # (ids [S+1], aux [S+1] | None) per row
     ids = torch.stack([r[0] for r in rows]).to(device)                         # [b,S+1]
     aux = None if stream.aux is None else torch.stack([r[1] for r in rows])[:, :-1].to(device)
     return ids[:, :-1], ids[:, 1:], aux
@@ -241,29 +250,29 @@ def train_step(run: Run) -> None:
     "One optimizer step on this rank's share of the global batch; updates the counters and the metrics window."
     cfg, d, data = run.cfg, run.dist, run.data
     run.lr = lr_at(run.step, cfg, run.total_steps)
-    for g in run.opt.param_groups: g["lr"] = run.lr                                                 # the schedule sets the rate of every step
+    for g in run.opt.param_groups: g["lr"] = run.lr  # the schedule sets the rate of every step
     x, y, aux = _batch(data.train, run.sampler.batch(run.step, d.rank, d.world), data.row_len, d.device)
     with torch.autocast(d.device.type, dtype=run.amp or torch.float32, enabled=run.amp is not None):
         nats = nats_of(run.model, x, y, aux)                                     # [b,S]
     n_targets = cfg.batch_size * data.row_len                                # targets of the global batch
     loss = nats.sum() / n_targets * d.world                                  # DDP averages over ranks: x world
-    run.opt.zero_grad(set_to_none=True)                                                             # frees the gradients instead of zeroing them
+    run.opt.zero_grad(set_to_none=True)  # frees the gradients instead of zeroing them
     loss.backward()
     clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
     run.grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip))
     run.opt.step()                                                                                  # AdamW update
     blen = torch.as_tensor(data.train.byte_lengths, device=y.device)[y]      # [b,S] text bytes of each target
-    nats = nats.detach()                                                                            # the statistics below need no graph
+    nats = nats.detach()  # the statistics below need no graph
     s_all, s_data, s_bytes = all_sum([float(nats.sum()), float((nats * (blen > 0)).sum()), float(blen.sum())], d)
     run.bytes_seen += s_bytes
     run.flops_seen += 3 * run.fpb * s_bytes
-    run.step += 1                                                                                   # the step is done: counters first, then log / evaluate / checkpoint
+    run.step += 1  # the step is done: counters first, then log / evaluate / checkpoint
     run.window.append((s_all / n_targets, s_data / math.log(2) / max(s_bytes, 1)))
 
 def _write_jsonl(path: Path | None, rec: dict) -> None:
     "Append one JSON line (no-op without a run folder)."
     if path is None: return
-    with open(path, "a") as f: f.write(json.dumps(rec) + "\n")                                      # one line per record: a kill tears at most the last
+    with open(path, "a") as f: f.write(json.dumps(rec) + "\n")  # one line per record: a kill tears at most the last
 
 def log_metrics(run: Run, bar) -> None:
     "A metrics line every log_every steps and at the last step of the schedule."
@@ -272,7 +281,7 @@ def log_metrics(run: Run, bar) -> None:
     rec = {"step": run.step, "loss": float(np.mean([w[0] for w in run.window])),
            "train_bpb": float(np.mean([w[1] for w in run.window])), "lr": run.lr, "grad_norm": run.grad_norm,
            "bytes_seen": run.bytes_seen, "train_flops": run.flops_seen, "elapsed_s": el}
-    run.window, run.last_log = [], rec                                                              # a new window starts after each line
+    run.window, run.last_log = [], rec  # a new window starts after each line
     if run.dist.main:
         _write_jsonl(run.out and run.out / METRICS_FILE, rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", bpb=f"{rec['train_bpb']:.3f}", bytes_per_s=f"{run.bytes_seen / max(el, 1e-9):,.0f}")
@@ -280,14 +289,15 @@ def log_metrics(run: Run, bar) -> None:
 # %% ../nbs/11_train.ipynb #05f44843
 def _validate(lm: LanguageModel, data: RunData, cfg: TrainConfig, device, amp, stride: int | None) -> dict:
     "Validation bpb (sliding windows) and bytes per patch of lm on data.val."
-    lm.eval(); lm.bytes_per_patch(reset=True)                                                       # no dropout; patch counts from validation only
+    lm.eval(); lm.bytes_per_patch(reset=True)  # no dropout; patch counts from validation only
     def score(x, a):
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             return lm.nats(x[:, :-1].to(device), x[:, 1:].to(device), None if a is None else a[:, :-1].to(device))
     stride = min(stride or max(1, data.row_len // 2), data.row_len)
-    r = evaluate_bpb(score, data.val.ids, data.val.byte_lengths, data.row_len + 1, stride,          # 12_eval: exact byte denominators, sliding windows
+    # 12_eval: exact byte denominators, sliding windows
+    r = evaluate_bpb(score, data.val.ids, data.val.byte_lengths, data.row_len + 1, stride,
                      batch_size=cfg.batch_size, aux=data.val.aux)
-    lm.train()                                                                                      # back to training mode for the next step
+    lm.train()  # back to training mode for the next step
     bpp = lm.bytes_per_patch(reset=True)
     if bpp is None: bpp = data.bytes_per_token if cfg.model == "bpe" else 1.0   # unpatched: bytes per position
     return {"val_bpb": r.bpb, "val_bytes": r.n_bytes, "bytes_per_patch": bpp}
@@ -302,14 +312,14 @@ def maybe_checkpoint(run: Run) -> None:
     "A checkpoint every ckpt_every steps and where this process stops (rank 0 writes; every rank gathers)."
     every = run.cfg.ckpt_every
     if run.out is None or not ((every and run.step % every == 0) or run.step == run.stop): return
-    model_sd, optim_sd = _state_dicts(run.model, run.opt)                                           # a collective: every rank calls it
+    model_sd, optim_sd = _state_dicts(run.model, run.opt)  # a collective: every rank calls it
     if run.dist.main:
         net_sd = {k.removeprefix("net."): v for k, v in model_sd.items()}      # the network's own names
-        save_checkpoint(run.out, run.step, net_sd, optim_sd, run.counters())                        # 16_checkpoint: folder, then latest.json
+        save_checkpoint(run.out, run.step, net_sd, optim_sd, run.counters())  # 16_checkpoint: folder, then latest.json
 
 def peak_memory_mb(device: torch.device) -> float:
     "Peak memory of this process: CUDA allocator peak on GPU, else peak resident set size (Linux ru_maxrss, KiB)."
-    if device.type == "cuda": return torch.cuda.max_memory_allocated(device) / 2**20                # what the allocator held at most
+    if device.type == "cuda": return torch.cuda.max_memory_allocated(device) / 2**20  # what the allocator held at most
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 # %% ../nbs/11_train.ipynb #a4492f42
@@ -328,7 +338,7 @@ def finish(run: Run) -> dict:
         summary.update(_validate(run.lm, run.data, cfg, d.device, run.amp, cfg.eval_stride))
         if cfg.check_leak and final_bpb is not None: check_no_leak(final_bpb, summary["val_bpb"])
     summary["peak_memory_mb"] = peak_memory_mb(d.device)
-    summary["config"] = cfg.to_dict()                                                               # the exact config, so the summary alone can rebuild the run
+    summary["config"] = cfg.to_dict()  # the exact config, so the summary alone can rebuild the run
     if run.out is not None and d.main: write_json(run.out / SUMMARY_FILE, summary)
     return summary
 
@@ -336,17 +346,17 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
     """Train cfg's model; returns the summary (also written to out_dir/summary.json on rank 0). `data`: streams built
     elsewhere (e.g. entropies of another entropy model, as the entropy-model ablation does); None = build_data(cfg)."""
     run = start_run(cfg, data)                                                                      # 1. set-up
-    resume(run)                                                                                     # 2. resume (a no-op in a fresh folder)
+    resume(run)  # 2. resume (a no-op in a fresh folder)
     bar = tqdm(total=run.stop, initial=run.step, desc=f"train {cfg.model}", disable=not (cfg.progress and run.dist.main))
     run.model.train()
     while run.step < run.stop:
-        train_step(run)                                                                             # 3. one optimizer step
-        log_metrics(run, bar)                                                                       # 4. a metrics line every log_every steps
-        maybe_evaluate(run)                                                                         # 5. validation every eval_every steps
-        maybe_checkpoint(run)                                                                       # 6. a checkpoint every ckpt_every steps and at the stop
+        train_step(run)  # 3. one optimizer step
+        log_metrics(run, bar)  # 4. a metrics line every log_every steps
+        maybe_evaluate(run)  # 5. validation every eval_every steps
+        maybe_checkpoint(run)  # 6. a checkpoint every ckpt_every steps and at the stop
         bar.update(1)
     bar.close()
-    return finish(run)                                                                              # 7. final validation and summary.json
+    return finish(run)  # 7. final validation and summary.json
 
 # %% ../nbs/11_train.ipynb #65a69320
 def run_dir_for(cfg: TrainConfig) -> Path:
@@ -363,7 +373,7 @@ def train_cached(cfg: TrainConfig) -> dict:
     with cache_lock(final.parent / f".{final.name}.lock"):                # a concurrent twin waits, then reads
         if (final / SUMMARY_FILE).exists(): return read_json(final / SUMMARY_FILE)
         tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-        summary = train(dataclasses.replace(cfg, out_dir=str(tmp), stop_at=None))                   # into a private temporary folder
+        summary = train(dataclasses.replace(cfg, out_dir=str(tmp), stop_at=None))  # into a private temporary folder
         try: os.rename(tmp, final)                               # atomic; another process may have finished first
         except OSError: shutil.rmtree(tmp, ignore_errors=True)
     return summary
@@ -372,6 +382,6 @@ def load_trained(cfg: TrainConfig, device: str = "cpu") -> tuple[LanguageModel, 
     "The trained LanguageModel (eval mode) of cfg's cached run, with its RunData (train_cached runs it if needed)."
     from blt_repro.checkpoint import load_network
     train_cached(cfg)
-    data = build_data(dataclasses.replace(cfg, progress=False))                                     # the streams (from the caches)
-    lm = LanguageModel(load_network(run_dir_for(cfg)), data.patcher)                                # weights from the run folder's safetensors
+    data = build_data(dataclasses.replace(cfg, progress=False))  # the streams (from the caches)
+    lm = LanguageModel(load_network(run_dir_for(cfg)), data.patcher)  # weights from the run folder's safetensors
     return lm.to(device).eval(), data
