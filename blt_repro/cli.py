@@ -16,8 +16,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'COMMANDS', 'Experiment', 'experiment_names', 'run_experiment', 'hardware', 'results_readme',
-           'reproduce', 'bench', 'patch_text', 'parse_overrides', 'train_config_from_args', 'Parser', 'build_parser',
-           'UsageError', 'main']
+           'check_experiment_names', 'reproduce', 'bench', 'patch_text', 'parse_overrides', 'train_config_from_args',
+           'Parser', 'build_parser', 'UsageError', 'main']
 
 # %% ../nbs/15_cli.ipynb #c15d7beb
 from tqdm.auto import tqdm
@@ -111,13 +111,16 @@ def results_readme(preset: str, results: list[dict], command: str, wall_s: float
     return "\n".join(lines)
 
 # %% ../nbs/15_cli.ipynb #e47b595c
+def check_experiment_names(only: list[str] | None) -> None:
+    "Raise ValueError naming the valid experiments when `only` holds an unknown name."
+    unknown = sorted(set(only or []) - set(experiment_names()))      # names nobody registered
+    if unknown: raise ValueError(f"unknown experiment(s) {unknown}; choose from {', '.join(experiment_names())}")
+
 def reproduce(preset: str = "tiny", only: list[str] | None = None, device: str = "cpu", force: bool = False) -> list[dict]:
     "Run the experiments of `preset` (all, or `only` these names) and rebuild figures/<preset>/README.md."
     get_preset(preset)  # an unknown preset fails here, before any work
     if device == "cuda": pick_device("cuda")  # fails early with a clear message when there is no GPU
-    unknown = set(only or []) - set(experiment_names())
-    # the library's own check (the CLI checks first)
-    if unknown: raise ValueError(f"unknown experiment(s) {sorted(unknown)}; choose from {experiment_names()}")
+    check_experiment_names(only)                                      # before any notebook runs
     todo = [e for e in EXPERIMENTS if not only or e.name in only]  # in the registered order
     t0, results = time.time(), []
     for exp in (bar := tqdm(todo, desc=f"reproduce {preset}", unit="exp")):
@@ -276,8 +279,8 @@ class UsageError(ValueError):
     "Bad input to a subcommand: reported as one line and exit code 2."
 
 def _cmd_reproduce(args) -> int:
-    unknown = sorted(set(args.only or []) - set(experiment_names()))  # checked before any notebook runs
-    if unknown: raise UsageError(f"unknown experiment(s) {unknown}; choose from {', '.join(experiment_names())}")
+    try: check_experiment_names(args.only)                            # before any notebook runs
+    except ValueError as e: raise UsageError(str(e)) from e
     res = reproduce(args.preset, args.only, args.device, args.force)
     return 1 if any(r["status"] == "failed" for r in res) else 0  # a failed experiment fails the command
 
