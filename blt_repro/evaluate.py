@@ -6,7 +6,7 @@ of long streams, and a sanity check that fails loudly when validation looks too 
 # %% ../nbs/12_eval.ipynb #bff1103d
 from __future__ import annotations
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -15,8 +15,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['Scorer', 'byte_id_lengths', 'bits_per_byte', 'window_starts', 'EvalResult', 'evaluate_bpb', 'LeakSuspected',
-           'check_no_leak']
+__all__ = ['Scorer', 'byte_id_lengths', 'bits_per_byte', 'window_starts', 'EvalResult', 'per_document', 'evaluate_bpb',
+           'LeakSuspected', 'check_no_leak']
 
 # %% ../nbs/12_eval.ipynb #aaf0e3b5
 def byte_id_lengths(vocab_size: int = 260, offset: int = 4) -> np.ndarray:
@@ -58,22 +58,38 @@ class EvalResult:
     n_bytes: int        # UTF-8 bytes of the scored targets (the denominator)
     n_targets: int      # scored targets, special ids included (their nats are not in `nats`)
     n_windows: int      # model calls' rows
+    doc_nats: list[float] = field(default_factory=list)   # Σ nats per document (a document starts at each BOS)
+    doc_bytes: list[int] = field(default_factory=list)    # scored bytes per document: the bootstrap's resampling unit
+
+def _window_groups(windows: list[tuple[int, int]], n: int, seq_len: int) -> dict[int, list[tuple[int, int]]]:
+    "Windows grouped by length (the last ones may be shorter), so each group stacks into one batch."
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for start, first in windows: groups.setdefault(min(seq_len, n - start), []).append((start, first))
+    return groups
+
+def per_document(ids: Tensor, pos_nats: Tensor, pos_bytes: Tensor, bos_id: int = 1) -> tuple[list[float], list[int]]:
+    "Σ nats and Σ bytes per document of the stream (documents start at each BOS; ids before the first join it)."
+    doc = (torch.cumsum(ids == bos_id, 0) - 1).clamp(min=0)                                   # [N] document of each id
+    n_docs = int(doc.max()) + 1
+    nats = torch.zeros(n_docs, dtype=torch.float64).index_add_(0, doc, pos_nats)
+    nbytes = torch.zeros(n_docs, dtype=torch.long).index_add_(0, doc, pos_bytes)
+    keep = nbytes > 0                                                                           # documents with scored bytes
+    return nats[keep].tolist(), nbytes[keep].tolist()
 
 def evaluate_bpb(score: Scorer, ids: np.ndarray | Tensor, byte_lengths: np.ndarray, seq_len: int,
                  stride: int | None = None, batch_size: int = 8, aux: np.ndarray | Tensor | None = None,
-                 progress: bool = False) -> EvalResult:
+                 progress: bool = False, bos_id: int = 1) -> EvalResult:
     "Bits per byte of a stream of ids under `score`, sliding windows of seq_len ids, stride apart (default seq_len//2)."
     ids = torch.as_tensor(np.asarray(ids), dtype=torch.long)
     aux = None if aux is None else torch.as_tensor(np.asarray(aux))
     if aux is not None and aux.shape != ids.shape: raise ValueError(f"aux {tuple(aux.shape)} must be shaped like ids {tuple(ids.shape)}")
-    stride = stride or max(1, seq_len // 2)                                                         # a scored target then has about seq_len/2 ids of context or more
-    lengths = torch.as_tensor(np.asarray(byte_lengths), dtype=torch.long)                           # bytes per id: 1 for bytes, 0 for specials, many for BPE tokens
-    windows = window_starts(len(ids), seq_len, stride)                                              # every target is scored exactly once
-    nats_sum, n_bytes, n_targets = 0.0, 0, 0
-    groups: dict[int, list[tuple[int, int]]] = {}                         # same window length -> one batch
-    for start, first in windows: groups.setdefault(min(seq_len, len(ids) - start), []).append((start, first))
+    stride = stride or max(1, seq_len // 2)                       # a scored target then has about seq_len/2 ids of context or more
+    lengths = torch.as_tensor(np.asarray(byte_lengths), dtype=torch.long)  # bytes per id: 1 byte, 0 special, many BPE
+    windows = window_starts(len(ids), seq_len, stride)            # every target is scored exactly once
+    pos_nats = torch.zeros(len(ids), dtype=torch.float64)         # [N] nats charged to the target at each position
+    pos_bytes, n_targets = torch.zeros(len(ids), dtype=torch.long), 0
     bar = tqdm(total=len(windows), desc="eval", disable=not progress, leave=False)
-    for L, group in groups.items():
+    for L, group in _window_groups(windows, len(ids), seq_len).items():
         for i in range(0, len(group), batch_size):
             chunk = group[i:i + batch_size]
             x = torch.stack([ids[s:s + L] for s, _ in chunk])                             # [b,L]
@@ -81,15 +97,17 @@ def evaluate_bpb(score: Scorer, ids: np.ndarray | Tensor, byte_lengths: np.ndarr
             with torch.no_grad(): nats = score(x, a).float().cpu()                      # [b,L-1]
             if nats.shape != (len(chunk), L - 1):
                 raise ValueError(f"the scorer returned {tuple(nats.shape)} for windows {tuple(x.shape)}; expected {(len(chunk), L - 1)}")
-            keep = torch.zeros_like(nats, dtype=torch.bool)
-            for r, (_, first) in enumerate(chunk): keep[r, first:] = True               # targets this window scores
-            tl = lengths[x[:, 1:]] * keep                                                # [b,L-1] bytes per scored target
-            nats_sum += float((nats.double() * (tl > 0)).sum())                                     # targets of 0 bytes (specials) are not scored
-            n_bytes += int(tl.sum()); n_targets += int(keep.sum())
+            for r, (s, first) in enumerate(chunk):                                       # targets s+1+first .. s+L-1
+                tl = lengths[x[r, 1 + first:]]                                           # bytes per scored target
+                pos_nats[s + 1 + first:s + L] = nats[r, first:].double() * (tl > 0)      # specials (0 bytes) not scored
+                pos_bytes[s + 1 + first:s + L] = tl
+                n_targets += L - 1 - first
             bar.update(len(chunk))
     bar.close()
+    n_bytes, nats_sum = int(pos_bytes.sum()), float(pos_nats.sum())
     if n_bytes == 0: raise ValueError("the stream has no data bytes to score")
-    return EvalResult(nats_sum / math.log(2) / n_bytes, nats_sum, n_bytes, n_targets, len(windows)) # nats -> bits, per byte of the text
+    doc_nats, doc_bytes = per_document(ids, pos_nats, pos_bytes, bos_id)
+    return EvalResult(nats_sum / math.log(2) / n_bytes, nats_sum, n_bytes, n_targets, len(windows), doc_nats, doc_bytes)
 
 # %% ../nbs/12_eval.ipynb #73651fe6
 class LeakSuspected(RuntimeError):

@@ -300,12 +300,15 @@ def _validate(lm: LanguageModel, data: RunData, cfg: TrainConfig, device, amp, s
     lm.train()  # back to training mode for the next step
     bpp = lm.bytes_per_patch(reset=True)
     if bpp is None: bpp = data.bytes_per_token if cfg.model == "bpe" else 1.0   # unpatched: bytes per position
-    return {"val_bpb": r.bpb, "val_bytes": r.n_bytes, "bytes_per_patch": bpp}
+    # per-document sums: the unit the intervals of `stats` resample
+    return {"val_bpb": r.bpb, "val_bytes": r.n_bytes, "bytes_per_patch": bpp, "val_doc_nats": r.doc_nats,
+            "val_doc_bytes": r.doc_bytes}
 
 def maybe_evaluate(run: Run) -> None:
     "Validation every eval_every steps (non-overlapping windows: quick), before the last step."
     if not run.cfg.eval_every or run.step % run.cfg.eval_every or run.step >= run.total_steps: return
     v = _validate(run.lm, run.data, run.cfg, run.dist.device, run.amp, run.data.row_len)
+    v = {k: x for k, x in v.items() if not k.startswith("val_doc")}          # per-document sums: final summary only
     if run.dist.main: _write_jsonl(run.out and run.out / METRICS_FILE, {"step": run.step, **v})
 
 def maybe_checkpoint(run: Run) -> None:
