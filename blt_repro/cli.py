@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'COMMANDS', 'Experiment', 'experiment_names', 'run_experiment', 'hardware', 'results_readme',
-           'check_experiment_names', 'reproduce', 'bench', 'patch_text', 'parse_overrides', 'train_config_from_args',
-           'Parser', 'build_parser', 'UsageError', 'main']
+__all__ = ['EXPERIMENTS', 'COMMANDS', 'Experiment', 'experiment_names', 'run_experiment', 'hardware', 'collect_claims',
+           'write_claims', 'results_readme', 'check_experiment_names', 'reproduce', 'bench', 'patch_text',
+           'parse_overrides', 'train_config_from_args', 'Parser', 'build_parser', 'UsageError', 'main']
 
 # %% ../nbs/15_cli.ipynb #c15d7beb
 from tqdm.auto import tqdm
@@ -34,14 +34,17 @@ class Experiment:
     about: str      # one line: what it shows
 
 EXPERIMENTS: list[Experiment] = [
+    # first: every other experiment sizes its models with the fit this one commits (scaling.compute_optimal)
+    Experiment("scaling", "29_scaling.ipynb", "Figure 1 method (§5: compute-optimal sizing)",
+               "isoFLOP sweeps of the BPE, BLT-entropy and byte transformers: N_opt(C), D_opt(C), bpb_opt(C)"),
     Experiment("ngram_patching", "20_ngram_patching.ipynb", "Figures 3 & 4; blog part 1",  # CPU seconds: no training
                "n-gram entropy baseline: bpb vs order beside compressors, entropy plots, every patching scheme"),
-    Experiment("flop_matched", "21_flop_matched.ipynb", "Table 2 / Figure 6",  # six families trained at one budget
-               "BLT (entropy, space, static 4/6), byte and BPE transformers at equal training FLOPs"),
+    Experiment("flop_matched", "21_flop_matched.ipynb", "Figure 6",  # six families, compute-optimal, per budget
+               "BLT (entropy, space, static 4/6), byte and BPE transformers at equal training FLOPs, compute-optimal sizes"),
     # the neural entropy model at work
     Experiment("entropy_patching", "22_entropy_patching.ipynb", "Figures 3 & 4 (neural entropy model)",
                "entropies of the trained entropy model, every patching scheme on one text, θ → mean bytes per patch"),
-    Experiment("patch_scaling", "23_patch_scaling.ipynb", "Figures 1 & 7 / Table 2",  # three budgets x patch sizes
+    Experiment("patch_scaling", "23_patch_scaling.ipynb", "Figure 1 / Table 2",  # three budgets x patch sizes
                "entropy patches of ~4, 6, 8 bytes at equal inference FLOPs (global model widened) vs BPE, 3 budgets"),
     Experiment("entropy_ablation", "24_entropy_ablation.ipynb", "Figure 8",  # several entropy models
                "entropy-model size and context window against the bpb of the BLT it patches"),
@@ -79,6 +82,8 @@ def run_experiment(exp: Experiment, preset: str = "tiny", device: str = "cpu", f
         return {"name": exp.name, "status": "failed", "wall_s": round(time.time() - t0, 1), "error": err}
     res = {"name": exp.name, "status": "done", "wall_s": round(time.time() - t0, 1), "error": None}
     marker.write_text(json.dumps(res))  # written only on success: a failure is re-run next time
+    summ = figures_dir(preset) / exp.name / "summary.json"          # committed: the wall time travels with the results
+    if summ.exists(): summ.write_text(json.dumps(json.loads(summ.read_text()) | {"wall_s": res["wall_s"]}, indent=1))
     return res
 
 # %% ../nbs/15_cli.ipynb #5cf07cf9
@@ -90,9 +95,37 @@ def hardware() -> str:
 
 def _cell(x) -> str: return str(x).replace("|", "\\|").replace("\n", " ")
 
+def collect_claims(preset: str) -> list[dict]:
+    "The claims rows of every experiment's summary.json (key 'claims'), in the registered order."
+    out = []
+    for exp in EXPERIMENTS:
+        summ = figures_dir(preset) / exp.name / "summary.json"               # written by the experiment notebook
+        if summ.exists(): out += [dict(c, experiment=exp.name) for c in json.loads(summ.read_text()).get("claims", [])]
+    return out
+
+def write_claims(preset: str) -> dict:
+    "figures/<preset>/claims.json from the committed summaries (verdicts re-checked against their intervals)."
+    from blt_repro.stats import claims_file
+    claims = claims_file(preset, git_commit(), collect_claims(preset))      # raises on a verdict its interval denies
+    (figures_dir(preset) / "claims.json").write_text(json.dumps(claims, indent=1) + "\n")
+    return claims
+
+def _wall_lines(preset: str) -> list[str]:
+    "Wall time of each experiment's last run (stored in its summary.json by run_experiment) and their sum."
+    summs = {e.name: figures_dir(preset) / e.name / "summary.json" for e in EXPERIMENTS}
+    walls = {k: w for k, p in summs.items() if p.exists() and (w := json.loads(p.read_text()).get("wall_s")) is not None}
+    if not walls: return []
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in walls.items())
+    return [f"Wall time of the experiments (last run of each): {sum(walls.values()):.0f} s in all ({parts})  "]
+
 def results_readme(preset: str, results: list[dict], command: str, wall_s: float) -> str:
-    "Markdown of the results table of `preset` from each experiment's summary.json."
-    lines = [f"# Results: `{preset}` preset", "",
+    "Markdown of `preset`'s results: the claims table (from claims.json), then every experiment's rows."
+    from blt_repro.stats import claims_markdown
+    claims = write_claims(preset)["claims"]
+    lines = [f"# Results: `{preset}` preset", "", "## Claims of the paper, judged by their 95 % intervals", "",
+             "Generated from [claims.json](claims.json). A verdict is *holds* only when the whole interval lies on the "
+             "side of 0 the paper's claim predicts, *reversed* when it lies wholly on the other side, *within noise* "
+             "otherwise.", "", claims_markdown(claims) if claims else "(no claims yet)", "", "## Every experiment", "",
              "| experiment | paper | files | published | ours | verdict |", "|---|---|---|---|---|---|"]
     for exp in EXPERIMENTS:  # every registered experiment gets a row, run or not
         summ = figures_dir(preset) / exp.name / "summary.json"  # written by the experiment notebook itself
@@ -107,7 +140,7 @@ def results_readme(preset: str, results: list[dict], command: str, wall_s: float
             lines.append("| " + " | ".join(_cell(v) for v in [row["experiment"], row["paper"], files or "–",
                                                                  row["published"], row["ours"], row["verdict"]]) + " |")
     lines += ["", f"Command: `{command}`  ", f"Git commit: `{git_commit()}`  ",  # provenance under the table
-              f"Wall time: {wall_s:.0f} s  ", f"Hardware: {hardware()}", ""]
+              f"Wall time of this command: {wall_s:.0f} s  ", *_wall_lines(preset), f"Hardware: {hardware()}", ""]
     return "\n".join(lines)
 
 # %% ../nbs/15_cli.ipynb #e47b595c

@@ -83,6 +83,9 @@ class Preset:
     train_flops: float = 1e12    # training FLOPs of the experiments' reference run (each model of the matched-FLOP table)
     seq_len: int = 256           # bytes per training row of the reference run
     batch_size: int = 8          # rows per optimizer step of the reference run
+    seeds: int = 1               # training seeds behind every reported number (intervals: blt_repro.stats)
+    # training-FLOP budgets of the isoFLOP sweep (blt_repro.scaling); compute_optimal sizes models for these
+    scaling_budgets: tuple[float, ...] = (1e11, 3e11)
 
     def __post_init__(self):
         # a preset is read by every experiment: a bad value must fail at import, not hours into a run
@@ -90,16 +93,21 @@ class Preset:
         if self.train_bytes < 0 or self.eval_bytes < 0: raise ValueError("byte budgets must be >= 0")
         if not 1 <= self.ngram_order <= 32: raise ValueError(f"ngram_order must be in 1..32, got {self.ngram_order}")
         if self.patch_size < 1: raise ValueError(f"patch_size must be >= 1, got {self.patch_size}")
+        if self.seeds < 1 or not self.scaling_budgets or min(self.scaling_budgets) <= 0:
+            raise ValueError("seeds must be >= 1 and scaling_budgets a non-empty tuple of positive FLOPs")
         if self.train_flops <= 0 or self.seq_len < 2 or self.batch_size < 1:
             raise ValueError("train_flops must be > 0, seq_len >= 2 and batch_size >= 1")
 
 PRESETS: dict[str, Preset] = {
     "tiny":  Preset("tiny",  train_bytes=2_000_000, eval_bytes=200_000, ngram_order=8,  patch_size=4.5,
-                    train_flops=1e12, seq_len=256, batch_size=8),
-    "small": Preset("small", train_bytes=4_000_000, eval_bytes=200_000, ngram_order=12, patch_size=4.5,
-                    train_flops=4e12, seq_len=512, batch_size=4),
+                    train_flops=1e12, seq_len=256, batch_size=8, seeds=1,
+                    scaling_budgets=(1e11, 3e11)),
+    "small": Preset("small", train_bytes=0,         eval_bytes=200_000, ngram_order=12, patch_size=4.5,
+                    train_flops=4e12, seq_len=512, batch_size=4, seeds=3,
+                    scaling_budgets=(1e12, 3e12, 1e13)),
     "paper": Preset("paper", train_bytes=0,         eval_bytes=0,       ngram_order=16, patch_size=4.5,
-                    train_flops=1e20, seq_len=4096, batch_size=64),
+                    train_flops=1e20, seq_len=4096, batch_size=64, seeds=1,
+                    scaling_budgets=(1e19, 1e20, 1e21)),
 }
 
 def get_preset(name: str) -> Preset:

@@ -200,14 +200,15 @@ def cache_lock(path: Path):
 def trained_entropy_model(cfg: TrainConfig, train_docs: list[str]) -> EntropyModel:
     "The preset's neural entropy model trained on train_docs for cfg.entropy_steps, from the cache when present."
     ecfg = ENTROPY_PRESETS[cfg.preset]
-    key = json.dumps([dataclasses.asdict(ecfg), cfg.entropy_steps, cfg.seed, docs_key(train_docs)])
+    rows = max(256, ecfg.window)                                # training rows at least one attention window long
+    key = json.dumps([dataclasses.asdict(ecfg), cfg.entropy_steps, cfg.seed, docs_key(train_docs), rows])
     path = cache_root() / "entropy_models" / f"{cfg.preset}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
     model = EntropyModel(ecfg)
     with cache_lock(path.with_suffix(".lock")):
         if path.exists():                                       # made before, by this or another process
             model.load_state_dict(load_tensors(path))
             return model.eval()
-        model, _ = train_entropy_model(ecfg, train_docs, steps=cfg.entropy_steps, seed=cfg.seed, device="cpu",
+        model, _ = train_entropy_model(ecfg, train_docs, steps=cfg.entropy_steps, seq_len=rows, seed=cfg.seed, device="cpu",
                                        progress=cfg.progress)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(path, model.state_dict())                  # atomic: written aside, then renamed

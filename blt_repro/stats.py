@@ -11,7 +11,8 @@ import numpy as np
 from scipy import stats as sps
 
 # %% auto #0
-__all__ = ['VERDICTS', 'Estimate', 'doc_matrix', 'estimate', 'difference', 'verdict', 'claim', 'claims_file', 'claims_markdown']
+__all__ = ['VERDICTS', 'Estimate', 'doc_matrix', 'estimate', 'bootstrap', 'difference', 'verdict', 'claim', 'claims_file',
+           'claims_markdown']
 
 # %% ../nbs/19a_stats.ipynb #c0e21ed8
 @dataclass
@@ -39,7 +40,7 @@ def doc_matrix(summaries: list[dict]) -> tuple[np.ndarray, np.ndarray, list[int]
     nats = np.asarray([s["val_doc_nats"] for s in summaries], dtype=np.float64)            # [S,D]
     return nats, nbytes, [s.get("config", {}).get("seed", i) for i, s in enumerate(summaries)]  # seeds pair runs
 
-# %% ../nbs/19a_stats.ipynb #2097e9b1
+# %% ../nbs/19a_stats.ipynb #51d268c8
 def _bootstrap_docs(nats: np.ndarray, nbytes: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     "[n_boot] mean over seeds of bpb on documents resampled with replacement (one draw shared by all seeds)."
     D = nbytes.shape[0]                                                                    # documents
@@ -52,8 +53,9 @@ def _interval(mean: float, se_seeds: float | None, S: int, se_docs: float, D: in
     var_s = 0.0 if se_seeds is None else se_seeds ** 2                                     # one seed: not measured
     var = var_s + se_docs ** 2                                                             # independent sources add
     if var == 0: return (mean, mean)                                                       # no noise measured at all
-    parts = [(var_s, S - 1), (se_docs ** 2, D - 1)]                                        # (variance, its degrees of freedom)
-    df = var ** 2 / sum(v ** 2 / d for v, d in parts if d > 0 and v > 0)                   # Welch–Satterthwaite
+    parts = [(v, d) for v, d in [(var_s, S - 1), (se_docs ** 2, D - 1)] if d > 0 and v > 0]  # (variance, its dof)
+    if not parts: return (math.nan, math.nan)                                              # one seed, one document
+    df = var ** 2 / sum(v ** 2 / d for v, d in parts)                                      # Welch–Satterthwaite
     half = float(sps.t.ppf(0.975, df)) * math.sqrt(var)                                    # two-sided 95 %
     return (mean - half, mean + half)
 
@@ -71,6 +73,18 @@ def estimate(summaries: list[dict], n_boot: int = 2000, seed: int = 0) -> Estima
     nats, nbytes, _ = doc_matrix(summaries)                                                # [S,D], [D]
     return _estimate(nats, nbytes, n_boot, seed)
 
+# %% ../nbs/19a_stats.ipynb #552a432b
+def bootstrap(stat_per_seed: list, n_docs: int, n_boot: int = 2000, seed: int = 0) -> Estimate:
+    "Estimate of the mean over seeds of stat(idx) — one function of document indices [D] per seed — with its interval."
+    S = len(stat_per_seed)                                                                 # seeds
+    if S == 0 or n_docs < 2: raise ValueError(f"need at least one seed and two documents, got {S} and {n_docs}")
+    per_seed = np.array([f(np.arange(n_docs)) for f in stat_per_seed])                     # [S] on every document
+    rng = np.random.default_rng(seed)
+    draws = [np.mean([f(idx) for f in stat_per_seed]) for idx in rng.integers(0, n_docs, size=(n_boot, n_docs))]
+    se_seeds = float(per_seed.std(ddof=1) / math.sqrt(S)) if S > 1 else None               # one seed: not measured
+    se_docs, mean = float(np.std(draws, ddof=1)), float(per_seed.mean())
+    return Estimate(mean, _interval(mean, se_seeds, S, se_docs, n_docs), S, n_docs, se_seeds, se_docs, per_seed.tolist())
+
 # %% ../nbs/19a_stats.ipynb #5e265e91
 def difference(a: list[dict], b: list[dict], n_boot: int = 2000, seed: int = 0) -> Estimate:
     "Paired difference of validation bpb, A − B: per seed (same seeds, same documents), with its 95 % interval."
@@ -81,13 +95,13 @@ def difference(a: list[dict], b: list[dict], n_boot: int = 2000, seed: int = 0) 
     order_a, order_b = np.argsort(seeds_a), np.argsort(seeds_b)                            # pair seed with seed
     return _estimate(na[order_a] - nb[order_b], bytes_a, n_boot, seed)
 
-# %% ../nbs/19a_stats.ipynb #cffe7d77
+# %% ../nbs/19a_stats.ipynb #8082c56a
 VERDICTS: tuple[str, ...] = ("holds", "reversed", "within noise", "not testable")
 
 def verdict(ci95: tuple[float, float] | list[float] | None, supports_if: str) -> str:
     "holds / reversed / within noise for an interval of a difference; supports_if = 'negative' or 'positive'."
     if supports_if not in ("negative", "positive"): raise ValueError(f"supports_if must be 'negative' or 'positive', got {supports_if!r}")
-    if ci95 is None: return "not testable"
+    if ci95 is None or any(math.isnan(x) for x in ci95): return "not testable"            # no interval measured
     lo, hi = ci95                                                                           # 95 % interval of a difference
     if lo > hi: raise ValueError(f"an interval needs lo <= hi, got [{lo}, {hi}]")
     if lo <= 0 <= hi: return "within noise"

@@ -58,6 +58,31 @@ def test_done_experiment_is_skipped_and_table_written(tmp_path, monkeypatch):
     assert "| e | Figure 9 | [a.png](x/a.png) | 1.0 | 1.1 | close |" in readme and "Git commit" in readme
 
 
+def test_claims_json_and_readme_come_from_the_summaries(tmp_path, monkeypatch):
+    "reproduce gathers every summary's claims into figures/<preset>/claims.json and puts its table in the README."
+    monkeypatch.setenv("BLT_REPRO_ROOT", str(tmp_path))
+    ok = {"id": "fig6-demo", "paper": "Figure 6", "claim": "A beats B", "metric": "val bpb, A minus B",
+          "supports_if": "negative", "ours": {"mean": -0.05, "ci95": [-0.08, -0.02], "seeds": 3, "docs": 40},
+          "published": "A ahead", "verdict": "holds", "note": ""}
+    noisy = dict(ok, id="fig6-noisy", ours={"mean": -0.01, "ci95": [-0.03, 0.01], "seeds": 3, "docs": 40}, verdict="within noise")
+    summary = {"rows": [], "claims": [ok, noisy]}
+    _project(tmp_path, ["import json, pathlib",
+                        "d = pathlib.Path('..') / 'figures' / preset / 'x'; d.mkdir(parents=True, exist_ok=True)",
+                        f"(d / 'summary.json').write_text(json.dumps({summary!r}))"])
+    monkeypatch.setattr(cli, "EXPERIMENTS", [cli.Experiment("x", "x.ipynb", "Figure 6", "test")])
+    assert cli.reproduce("tiny")[0]["status"] == "done"
+    claims = json.loads((tmp_path / "figures" / "tiny" / "claims.json").read_text())
+    assert claims["preset"] == "tiny" and [c["id"] for c in claims["claims"]] == ["fig6-demo", "fig6-noisy"]
+    assert claims["claims"][0]["experiment"] == "x"
+    readme = (tmp_path / "figures" / "tiny" / "README.md").read_text()
+    assert "-0.050 [-0.080, -0.020] (3 seeds) | A ahead | **holds** |" in readme
+    assert "**within noise** |" in readme
+    assert "Wall time of the experiments" in readme                        # stored in the summary by run_experiment
+    bad = dict(ok, verdict="reversed")                                     # a verdict its interval denies
+    (tmp_path / "figures" / "tiny" / "x" / "summary.json").write_text(json.dumps({"rows": [], "claims": [bad]}))
+    with pytest.raises(ValueError, match="interval says"): cli.write_claims("tiny")
+
+
 def _read(exp):
     "The notebook of a registered experiment and its cells tagged `parameters`."
     nb = nbformat.read(cli.project_root() / "nbs" / exp.notebook, as_version=4)
