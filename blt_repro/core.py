@@ -104,7 +104,7 @@ PRESETS: dict[str, Preset] = {
                     scaling_budgets=(1e11, 3e11)),
     "small": Preset("small", train_bytes=0,         eval_bytes=200_000, ngram_order=12, patch_size=4.5,
                     train_flops=4e12, seq_len=512, batch_size=4, seeds=3,
-                    scaling_budgets=(1e12, 3e12, 1e13)),
+                    scaling_budgets=(3e11, 1e12, 3e12)),
     "paper": Preset("paper", train_bytes=0,         eval_bytes=0,       ngram_order=16, patch_size=4.5,
                     train_flops=1e20, seq_len=4096, batch_size=64, seeds=1,
                     scaling_budgets=(1e19, 1e20, 1e21)),

@@ -174,7 +174,7 @@ def laws_of(per_budget: dict) -> dict:
             "d_opt": fit_power_law(c, [x["d_opt"] for x in o]),
             "bpb_opt": fit_power_law(c, [x["bpb_opt"] for x in o]), "n_budgets": len(ok)}
 
-# %% ../nbs/19b_scaling.ipynb #d89c5391
+# %% ../nbs/19b_scaling.ipynb #ff4c9939
 def load_isoflop(preset: str = "tiny") -> dict:
     "The committed sweep of a preset (figures/<preset>/scaling/isoflop.json), with a clear error when it is missing."
     path = figures_dir(preset) / "scaling" / "isoflop.json"             # committed by the scaling experiment
@@ -183,19 +183,29 @@ def load_isoflop(preset: str = "tiny") -> dict:
     return json.loads(path.read_text())
 
 def compute_optimal(family: str, flops: float, preset: str = "tiny", fit: dict | None = None) -> dict:
-    "The compute-optimal shape of `family` at `flops`: {'model_config', 'rung', 'params', 'n_opt', 'extrapolated'}."
+    "The compute-optimal shape of `family` at `flops`: {'model_config', 'rung', 'params', 'n_opt', 'method', 'extrapolated'}."
     fit = fit or load_isoflop(preset)                                    # a test may pass its own fit
     source = "blt" if family in PATCHED else family                      # space/static: BLT's ladder and law
     if source not in fit["families"]: raise ValueError(f"no isoFLOP sweep of {source!r} in preset {preset!r}")
-    law = fit["families"][source]["laws"].get("n_opt")
-    if law is None: raise ValueError(f"the {source} sweep of preset {preset!r} has no N_opt law: {fit['families'][source]['laws']}")
+    f = fit["families"][source]
+    sizes = {p["rung"]: p["params"] for b in f["budgets"].values() for p in b["points"]}  # every swept rung
+    law = f["laws"].get("n_opt")                                         # None with fewer than 2 interior optima
+    if law is None: return _best_swept(family, flops, preset, f)
     n_opt = power_law_at(law, flops)                                     # parameters the law asks for
-    sizes = {p["rung"]: p["params"] for b in fit["families"][source]["budgets"].values() for p in b["points"]}
     rung = min(sizes, key=lambda r: abs(math.log(sizes[r] / n_opt)))     # the swept rung nearest in log
     return {"model_config": family_config(family, rung, preset), "rung": rung, "params": sizes[rung], "n_opt": n_opt,
-            "extrapolated": not min(law["budgets"]) <= flops <= max(law["budgets"])}
+            "method": "N_opt law", "extrapolated": not min(law["budgets"]) <= flops <= max(law["budgets"])}
 
-# %% ../nbs/19b_scaling.ipynb #a9e43d44
+def _best_swept(family: str, flops: float, preset: str, f: dict) -> dict:
+    "Without a law: the best measured rung of the swept budget nearest `flops` (said so in 'method')."
+    b = min(f["budgets"].values(), key=lambda b: abs(math.log(b["flops"] / flops)))  # nearest budget in log
+    p = min(b["points"], key=lambda p: p["bpb"])                         # its best point
+    edge = p["rung"] in (b["points"][0]["rung"], b["points"][-1]["rung"])  # at an edge: the optimum may lie beyond
+    return {"model_config": family_config(family, p["rung"], preset), "rung": p["rung"], "params": p["params"],
+            "n_opt": None, "method": f"best swept point at C = {b['flops']:.0e}" + (" (at the ladder's edge)" if edge else ""),
+            "extrapolated": b["flops"] != flops}
+
+# %% ../nbs/19b_scaling.ipynb #be99a182
 def plot_isoflop(fit: dict, path=None):
     "One panel of isoFLOP curves per family, and N_opt against C for all of them; saved to `path` when given."
     import matplotlib.pyplot as plt                                      # local: plotting is optional
@@ -204,7 +214,9 @@ def plot_isoflop(fit: dict, path=None):
     for ax, fam in zip(axes, fams):
         for i, b in enumerate(fit["families"][fam]["budgets"].values()):
             _plot_budget(ax, b, f"C{i}")
-        ax.set(xscale="log", xlabel="parameters (without hash tables)", ylabel="validation bits per byte", title=fam)
+        ax.set(xscale="log", xlabel="parameters (without hash tables)", ylabel="validation bits per byte",
+               title=f"{fam} (★: optimum inside the sweep)")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())                # major ticks only: minor labels collide
         ax.legend(fontsize=7)
     _plot_laws(axes[-1], fit)                                            # the last panel: N_opt(C)
     fig.tight_layout()
@@ -220,7 +232,7 @@ def _plot_budget(ax, b: dict, color: str) -> None:
     if o.get("coef"):
         xx = np.linspace(np.log10(n.min()), np.log10(n.max()), 50)
         ax.plot(10 ** xx, np.polyval(o["coef"], xx), color=color, lw=1)
-        ax.plot(o["n_opt"], o["bpb_opt"], "*", ms=11, color=color, mec="k", mew=0.5)
+        if o.get("inside"): ax.plot(o["n_opt"], o["bpb_opt"], "*", ms=11, color=color, mec="k", mew=0.5)  # outside: no star
 
 def _plot_laws(ax, fit: dict) -> None:
     "N_opt against C per family, with each optimum's interval and the fitted power law."
