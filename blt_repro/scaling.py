@@ -15,20 +15,24 @@ from .stats import estimate
 from .prepare import MODEL_PRESETS, TrainConfig, model_config
 
 # %% auto #0
-__all__ = ['RUNGS', 'PATCHED', 'rung_shape', 'family_config', 'sweep_config', 'point', 'fit_parabola', 'vertex', 'fit_optimum',
-           'guess_rung', 'rung_params', 'sweep_budget', 'next_rung', 'fit_power_law', 'power_law_at', 'isoflop',
-           'laws_of', 'load_isoflop', 'compute_optimal', 'plot_isoflop']
+__all__ = ['RUNGS', 'PATCHED', 'head_count', 'rung_shape', 'family_config', 'sweep_config', 'point', 'fit_parabola', 'vertex',
+           'fit_optimum', 'guess_rung', 'rung_params', 'sweep_budget', 'next_rung', 'fit_power_law', 'power_law_at',
+           'isoflop', 'laws_of', 'load_isoflop', 'compute_optimal', 'plot_isoflop']
 
-# %% ../nbs/19b_scaling.ipynb #49c7296b
+# %% ../nbs/19b_scaling.ipynb #5062acee
 RUNGS: tuple[tuple[int, int], ...] = ((16, 1), (32, 1), (48, 2), (64, 2), (96, 3), (128, 4), (192, 5), (256, 6), (384, 8),
                                       (512, 10))             # (width, layers) of each rung, smallest first
 PATCHED: tuple[str, ...] = ("blt", "space", "static")        # families with a BLT network (they share its ladder)
 
+def head_count(width: int) -> int:
+    "Attention heads of a model `width` wide: heads of 16 dims below width 128, of 32 from 128."
+    return width // (16 if width < 128 else 32)
+
 def rung_shape(rung: int) -> tuple[int, int, int]:
-    "(width, layers, heads) of a rung; heads of 16 dims below width 128, of 32 from 128."
+    "(width, layers, heads) of a rung."
     if not 0 <= rung < len(RUNGS): raise ValueError(f"rung must be in 0..{len(RUNGS) - 1}, got {rung}")
     width, layers = RUNGS[rung]                                          # the ladder's table
-    return width, layers, width // (16 if width < 128 else 32)
+    return width, layers, head_count(width)
 
 def family_config(family: str, rung: int, preset: str = "tiny") -> dict:
     "The model_config overrides (a full shape) of `family` at `rung` in `preset`."
