@@ -8,7 +8,7 @@ PRESET ?= tiny
 # nbdev-test runs notebooks in 2 worker processes; one torch thread each keeps 2 cores busy, not oversubscribed
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BLT_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup reproduce test test-nbs test-py check-sync bench readme help
+.PHONY: setup reproduce test test-nbs test-py check-sync bench readme docs docs-check lab help
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
@@ -37,3 +37,18 @@ bench: setup  ## benchmarks (prints JSON)
 
 readme: setup  ## regenerate README.md from nbs/index.ipynb
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
+
+$(BIN)/.docs-done: $(BIN)/.setup-done pyproject.toml scripts/docs/package.json
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	mkdir -p build/docs-node && cp scripts/docs/package.json build/docs-node/
+	npm install --silent --no-audit --no-fund --prefix build/docs-node   # MathJax, search shim, puppeteer-core
+	touch $@
+
+docs: $(BIN)/.docs-done  ## the notebooks as a documentation site in _site/ (open _site/index.html)
+	BIN=$(BIN) bash scripts/docs/build.sh
+
+docs-check: docs  ## load every page of _site/ in headless Chromium: links, images, console errors, show_doc, search
+	cp scripts/docs/check.mjs build/docs-node/ && node build/docs-node/check.mjs _site   # resolves its npm packages there
+
+lab: setup  ## JupyterLab in the project's environment, opened on nbs/
+	$(BIN)/jupyter lab nbs/

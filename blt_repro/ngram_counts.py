@@ -201,7 +201,7 @@ def query_bytes(order: int, z: np.ndarray, bnd: np.ndarray, T: int):
 
 # %% ../nbs/03a_ngram_counts.ipynb #5accafb7
 def kn_probs(stats: list, D: torch.Tensor) -> torch.Tensor:
-    """KN probability of every target from per-order statistics [c(h w), c(h), [N1, N2, N3+](h)] (orders 1..N);
+    """KN probability of every target from per-order statistics `[c(h w), c(h), [N1, N2, N3+](h)]` (orders 1..N);
     torch, so it is differentiable in the discounts D [N, 3]."""
     p = None
     for n, (c, ch, nk) in enumerate(stats, start=1):
@@ -213,7 +213,7 @@ def kn_probs(stats: list, D: torch.Tensor) -> torch.Tensor:
     return p
 
 def static_stats(levels: list, z: np.ndarray, lo: int, hi: int) -> list:
-    "Per order [c(h w), c(h), [N1, N2, N3+](h)] from the fitted counts, for positions lo..hi-1 of the stream z."
+    "Per order `[c(h w), c(h), [N1, N2, N3+](h)]` from the fitted counts, for positions lo..hi-1 of the stream z."
     order = len(levels) - 1
     s = max(0, lo - order)                              # enough bytes before lo for every context
     zz = z[None, s:hi + 1]
@@ -225,7 +225,7 @@ def static_stats(levels: list, z: np.ndarray, lo: int, hi: int) -> list:
     return [_level_stats(lv, walk, o, w, T) for lv in levels[1:]]
 
 def _level_stats(lv: Level, walk: list, o: np.ndarray, w: np.ndarray, T: int) -> list:
-    "[c(h w), c(h), [N1, N2, N3+](h)] of one order at T positions (zeros where the context is not stored)."
+    "`[c(h w), c(h), [N1, N2, N3+](h)]` of one order at T positions (zeros where the context is not stored)."
     c, ch, nk = np.zeros(T, np.int32), np.zeros(T, np.int32), np.zeros((3, T), np.int32)
     if lv.n == 1: tp, j, q = np.arange(T), np.zeros(T, np.int64), w     # the empty context: every position
     else:
@@ -270,7 +270,7 @@ def _count_changes(ev: np.ndarray, c: np.ndarray) -> np.ndarray:
                      (ev & (c == 2)).astype(np.int64)])
 
 def adaptive_stats(levels: list, z: np.ndarray) -> list:
-    "Per order [c(h w), c(h), [N1, N2, N3+](h)] at time t = training counts + the stream's counts before t."
+    "Per order `[c(h w), c(h), [N1, N2, N3+](h)]` at time t = training counts + the stream's counts before t."
     N, T = len(levels) - 1, len(z) - 1
     stats, keys = static_stats(levels, z, 0, T), _eval_keys(N, z)
     korder, new = [None], [None] * (N + 2)

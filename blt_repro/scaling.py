@@ -240,6 +240,7 @@ def _plot_budget(ax, b: dict, color: str) -> None:
 
 def _plot_laws(ax, fit: dict) -> None:
     "N_opt against C per family, with each optimum's interval and the fitted power law."
+    from matplotlib.ticker import NullFormatter                          # local: plotting is optional
     for i, (fam, f) in enumerate(fit["families"].items()):
         opts = [(b["flops"], b["optimum"]) for b in f["budgets"].values() if b["optimum"].get("inside")]
         if not opts: continue                                            # nothing to draw for this family
@@ -251,4 +252,5 @@ def _plot_laws(ax, fit: dict) -> None:
         if law: ax.plot(c, [power_law_at(law, x) for x in c], color=f"C{i}", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel="compute-optimal parameters N_opt",
            title="N_opt(C)")
+    ax.xaxis.set_minor_formatter(NullFormatter())                        # budgets span ~1 decade: minor labels collide
     ax.legend(fontsize=7)
