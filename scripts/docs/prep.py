@@ -108,7 +108,7 @@ def convert(nb: dict, pages: set[str]) -> tuple[dict, str]:
         elif c["cell_type"] == "code":
             cells += code_cell(c, pages)
     title, desc = front.get("title", ""), front.get("description", "")
-    cells.insert(0, md_cell(f"# {title}\n\n" + (f'<p class="nbdev-lead">{desc}</p>\n' if desc else "")))
+    cells.insert(0, md_cell(f"# {title}\n\n" + (f"**{desc}**\n" if desc else "")))   # markdown: its `code` renders
     return dict(nb, cells=cells), title
 
 
