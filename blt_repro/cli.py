@@ -20,7 +20,7 @@ __all__ = ['EXPERIMENTS', 'COMMANDS', 'Experiment', 'experiment_names', 'run_exp
            'parse_overrides', 'train_config_from_args', 'Parser', 'build_parser', 'UsageError', 'main']
 
 # %% ../nbs/15_cli.ipynb #c15d7beb
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from .core import project_root, figures_dir, runs_dir, get_preset, PRESETS, pick_device
 from .checkpoint import git_commit   # the commit recorded in run folders and results tables
 

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['Scorer', 'byte_id_lengths', 'bits_per_byte', 'window_starts', 'EvalResult', 'per_document', 'evaluate_bpb',

@@ -95,7 +95,7 @@ def entropy_model_params(cfg: EntropyModelConfig) -> int:
 
 # %% ../nbs/09_flops.ipynb #c1be2221
 def debug_config() -> BLTConfig:
-    "The official debug.yaml BLT (blt_facts §12): 8x256 local, 8x512 global, k=8, all-layer 4-head xattn, hash [4]x3."
+    "The official debug.yaml BLT: 8x256 local, 8x512 global, k=8, all-layer 4-head xattn, hash [4]x3."
     return BLTConfig(d_local=256, d_global=512, n_layers_encoder=8, n_layers_global=8, n_layers_decoder=8,
                      n_heads_local=8, n_heads_global=8, n_heads_cross=4, cross_attn_k=8,
                      cross_attn_all_layers_encoder=True, cross_attn_all_layers_decoder=True,
@@ -104,7 +104,7 @@ def debug_config() -> BLTConfig:
 
 # %% ../nbs/09_flops.ipynb #a4ce9d99
 def blt_1b_config(hf_defaults: bool = False) -> BLTConfig:
-    "The released BLT-1B shape (blt_facts §12); hf_defaults=True: exactly config_from_hf(transformers.BltConfig())."
+    "The released BLT-1B shape; hf_defaults=True: exactly config_from_hf(transformers.BltConfig())."
     return BLTConfig(d_local=1024, d_global=2048, n_layers_encoder=1, n_layers_global=25, n_layers_decoder=9,
                      n_heads_local=16, n_heads_global=16, cross_attn_k=2,
                      cross_attn_all_layers_encoder=False, cross_attn_all_layers_decoder=True,

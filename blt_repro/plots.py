@@ -81,6 +81,7 @@ def _patch_bands(ax, ids: list[int], lens: list[int]) -> list[int]:
     starts = [s for s in starts if s < len(ids)]               # the unseen next byte is not drawn
     for k, s in enumerate(starts):
         ax.axvspan(s - 0.5, min(s + lens[k], len(ids)) - 0.5, color=("#dbe9f6", "#fde5cf")[k % 2], lw=0)
+        if k: ax.axvline(s - 0.5, color="0.45", lw=0.6)                # a boundary line: short patches stay visible
     return starts
 
 def _entropy_dots(ax, entropies, n: int, starts: list[int]) -> None:
@@ -93,8 +94,10 @@ def _entropy_dots(ax, entropies, n: int, starts: list[int]) -> None:
     ax.set_ylabel("entropy of byte t (nats)")
 
 def plot_patches(ax, text: str | bytes | Sequence[int] | Tensor, lengths: Sequence[int] | Tensor,
-                 entropies: Sequence[float] | Tensor | None = None, threshold: float | None = None):
-    "Draw the patches of one row on matplotlib axes `ax` (bands + characters; entropies and threshold if given)."
+                 entropies: Sequence[float] | Tensor | None = None, threshold: float | None = None,
+                 name: str | None = None, xlabel: str | None = "byte (␣ = space)"):
+    """Draw the patches of one row on matplotlib axes `ax` (bands + characters; entropies and threshold if given).
+    The title counts the patches, after `name` when given; `xlabel=None` leaves the x axis unlabelled."""
     format_patches(text, lengths)                              # validates that the lengths cover the text
     ids, lens = _as_ids(text), _row_lengths(lengths)                                                # one row: ids [S], lens [P] without padding
     starts = _patch_bands(ax, ids, lens)                                                            # first byte of every patch, for the red dots
@@ -108,7 +111,11 @@ def plot_patches(ax, text: str | bytes | Sequence[int] | Tensor, lengths: Sequen
         ax.set_yticks([])
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="crimson", lw=0.8, label=f"θ = {threshold:.3f}")
-    ax.set_title(f"{len(lens)} patches, {len(ids) / max(len(lens), 1):.2f} bytes/patch", fontsize=9)  # the mean patch size the FLOPs depend on
+    for t, i in zip(ax.get_xticklabels(), ids):                # <bos>/<eos> upright would collide with their neighbours
+        if i < OFFSET: t.set(rotation=90, fontsize=6)
+    if xlabel and len(ids) <= 160: ax.set_xlabel(xlabel, fontsize=8)
+    count = f"{len(lens)} patches, {len(ids) / max(len(lens), 1):.2f} bytes/patch"   # the mean patch size the FLOPs depend on
+    ax.set_title(f"{name}: {count}" if name else count, fontsize=9, loc="left" if name else "center")
     return ax
 
 # %% ../nbs/19_plots.ipynb #47d28ffa

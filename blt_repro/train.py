@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import autocast_dtype, pick_device, seed_everything
 from .model import BLT
