@@ -7,14 +7,13 @@ from __future__ import annotations
 import math
 
 # %% auto #0
-__all__ = ['BLT_PARAM_PARTS', 'ATTENTION_MODES', 'BLT_FLOP_PARTS', 'BLT_PART_MODULES', 'TRAIN_FLOPS_MULTIPLIER', 'count_params',
+__all__ = ['BLT_PARAM_PARTS', 'ATTENTION_MODES', 'BLT_FLOP_PARTS', 'TRAIN_FLOPS_MULTIPLIER', 'BLT_PART_MODULES', 'count_params',
            'attention_params', 'block_params', 'cross_attn_params', 'n_cross_layers', 'hash_table_params',
            'blt_param_breakdown', 'lm_params', 'entropy_model_params', 'debug_config', 'blt_1b_config',
            'attention_keys_loop', 'attention_keys', 'block_linear_flops', 'attention_score_flops',
            'transformer_flops_per_token', 'byte_transformer_flops_per_byte', 'bpe_transformer_flops_per_byte',
-           'entropy_model_flops_per_byte', 'blt_flop_terms', 'blt_flops_per_byte', 'measured_flops',
-           'measured_blt_flops', 'training_flops', 'paper_tf', 'paper_ca', 'paper_blt_flops_per_byte',
-           'paper_bpe_flops_per_byte']
+           'entropy_model_flops_per_byte', 'blt_flop_terms', 'blt_flops_per_byte', 'training_flops', 'paper_tf',
+           'paper_ca', 'paper_blt_flops_per_byte', 'paper_bpe_flops_per_byte', 'measured_flops', 'measured_blt_flops']
 
 # %% ../nbs/09_flops.ipynb #f4a0fd02
 import torch
@@ -218,36 +217,6 @@ def blt_flops_per_byte(cfg: BLTConfig, patch_size: float, seq_len: int, attentio
     linear, attn = sum(t[0] for t in terms.values()), sum(t[1] for t in terms.values())             # the two columns of every part
     return {**{p: sum(terms[p]) for p in BLT_FLOP_PARTS}, "linear": linear, "attention": attn, "total": linear + attn}
 
-# %% ../nbs/09_flops.ipynb #0853bd68
-BLT_PART_MODULES: dict[str, tuple[str, ...]] = {   # our parts -> the BLT submodules that compute them
-    "encoder": ("local_encoder.layers",),
-    "encoder_xattn": ("local_encoder.cross_attn_layers", "local_encoder.patch_embedding_projection"),
-    "global": ("global_transformer",),
-    "decoder": ("local_decoder.layers",),
-    "decoder_xattn": ("local_decoder.cross_attn_layers", "local_decoder.patch_embedding_projection"),
-    "head": ("local_decoder.output",)}
-
-def measured_flops(model: nn.Module, *inputs, count_attention: bool = False) -> dict[str, int]:
-    "FLOPs of model(*inputs) counted by FlopCounterMode, per module name (e.g. 'BLT.local_encoder') and 'Global'."
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        if count_attention:
-            with sdpa_kernel(SDPBackend.MATH): model(*inputs)   # SDPA as two counted bmm's over the full Q x K
-        else: model(*inputs)                                     # on CPU the fused SDPA kernel counts 0
-    return {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
-
-def measured_blt_flops(model: nn.Module, tokens: Tensor, patch_lengths: Tensor,
-                       count_attention: bool = False) -> dict[str, int]:
-    "FlopCounterMode FLOPs of one BLT forward, grouped into BLT_FLOP_PARTS, plus 'total' (whole forward)."
-    counts, root = measured_flops(model, tokens, patch_lengths, count_attention=count_attention), type(model).__name__  # counter names start with the root class, e.g. "BLT."
-    modules, out = dict(model.named_modules()), {}
-    for part, prefixes in BLT_PART_MODULES.items():
-        names = []                                   # the modules that ran (a ModuleList itself never runs)
-        for prefix in (p for p in prefixes if modules.get(p) is not None):
-            sub = modules[prefix]
-            names += [f"{prefix}.{i}" for i in range(len(sub))] if isinstance(sub, nn.ModuleList) else [prefix]
-        out[part] = sum(counts.get(f"{root}.{n}", 0) for n in names)                                # a part = the sum of its modules' counts
-    return {**out, "total": counts.get("Global", 0)}                                                # "Global": FlopCounterMode's whole-forward total
-
 # %% ../nbs/09_flops.ipynb #a27b8293
 TRAIN_FLOPS_MULTIPLIER: int = 3   # forward + backward (= 2 x forward), paper §4.5
 
@@ -283,3 +252,33 @@ def paper_bpe_flops_per_byte(h: int, l: int, n_ctx: float, vocab: int, bytes_per
                              causal: bool = False) -> float:
     "The paper's forward FLOPs per byte of a BPE transformer: TF(h, l, m = n_ctx tokens, V) / bytes per token."
     return paper_tf(h, l, n_ctx, vocab, causal) / bytes_per_token                                   # per token, then per byte
+
+# %% ../nbs/09_flops.ipynb #0853bd68
+BLT_PART_MODULES: dict[str, tuple[str, ...]] = {   # our parts -> the BLT submodules that compute them
+    "encoder": ("local_encoder.layers",),
+    "encoder_xattn": ("local_encoder.cross_attn_layers", "local_encoder.patch_embedding_projection"),
+    "global": ("global_transformer",),
+    "decoder": ("local_decoder.layers",),
+    "decoder_xattn": ("local_decoder.cross_attn_layers", "local_decoder.patch_embedding_projection"),
+    "head": ("local_decoder.output",)}
+
+def measured_flops(model: nn.Module, *inputs, count_attention: bool = False) -> dict[str, int]:
+    "FLOPs of model(*inputs) counted by FlopCounterMode, per module name (e.g. 'BLT.local_encoder') and 'Global'."
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        if count_attention:
+            with sdpa_kernel(SDPBackend.MATH): model(*inputs)   # SDPA as two counted bmm's over the full Q x K
+        else: model(*inputs)                                     # on CPU the fused SDPA kernel counts 0
+    return {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+
+def measured_blt_flops(model: nn.Module, tokens: Tensor, patch_lengths: Tensor,
+                       count_attention: bool = False) -> dict[str, int]:
+    "FlopCounterMode FLOPs of one BLT forward, grouped into BLT_FLOP_PARTS, plus 'total' (whole forward)."
+    counts, root = measured_flops(model, tokens, patch_lengths, count_attention=count_attention), type(model).__name__  # counter names start with the root class, e.g. "BLT."
+    modules, out = dict(model.named_modules()), {}
+    for part, prefixes in BLT_PART_MODULES.items():
+        names = []                                   # the modules that ran (a ModuleList itself never runs)
+        for prefix in (p for p in prefixes if modules.get(p) is not None):
+            sub = modules[prefix]
+            names += [f"{prefix}.{i}" for i in range(len(sub))] if isinstance(sub, nn.ModuleList) else [prefix]
+        out[part] = sum(counts.get(f"{root}.{n}", 0) for n in names)                                # a part = the sum of its modules' counts
+    return {**out, "total": counts.get("Global", 0)}                                                # "Global": FlopCounterMode's whole-forward total
