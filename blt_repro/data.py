@@ -18,8 +18,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CORPORA', 'SPLITS', 'CorpusCorruptedError', 'load_manifest', 'sha256_file', 'verify_file', 'load_corpus_records',
            'truncate_to_bytes', 'load_corpus', 'split_of', 'corpus_table', 'check_text', 'read_text_file',
-           'load_local_texts', 'DatasetUnavailableError', 'load_hf_texts', 'load_texts', 'encode_documents',
-           'pack_documents', 'batches']
+           'load_local_texts', 'encode_documents', 'pack_documents', 'batches', 'DatasetUnavailableError',
+           'load_hf_texts', 'load_texts']
 
 # %% ../nbs/02_data.ipynb #efa462eb
 import numpy as np
@@ -197,6 +197,56 @@ def load_local_texts(path: str | Path, pattern: str = "*.txt") -> list[str]:
     if not files: raise ValueError(f"folder {path} holds no files matching {pattern!r} (pass pattern=... to choose)")
     return [read_text_file(p) for p in files]
 
+# %% ../nbs/02_data.ipynb #865c6055
+def encode_documents(docs: list[str], tokenizer=None) -> np.ndarray:
+    "One int64 stream of `BOS doc EOS` ids for every document (the byte tokenizer by default)."
+    if isinstance(docs, str): raise TypeError("docs must be a list of strings, not one string: wrap it as [text]")
+    if len(docs) == 0: raise ValueError("no documents to encode (empty list)")                      # np.concatenate of nothing would fail obscurely
+    parts = []                                                                                      # int64 arrays, concatenated once at the end
+    for i, d in enumerate(docs):
+        if not isinstance(d, str): raise TypeError(f"document {i} is {type(d).__name__}, not str")
+        check_text(d, f"document {i}")
+        if tokenizer is not None and type(tokenizer) is not ByteTokenizer:                          # e.g. the BPE baseline's tokenizer: its own encode
+            parts.append(np.asarray(tokenizer.encode(d, add_bos=True, add_eos=True), dtype=np.int64))
+            continue
+        try: data = d.encode("utf-8")                                                               # lone surrogates (from bad decoding upstream) cannot be encoded
+        except UnicodeEncodeError as e:
+            raise ValueError(f"document {i} is not encodable as UTF-8 ({e.reason} at character {e.start})") from None
+        ids = np.frombuffer(data, dtype=np.uint8).astype(np.int64) + OFFSET                         # byte b -> id b + 4, vectorised (what ByteTokenizer.encode does)
+        parts += [np.array([BOS_ID]), ids, np.array([EOS_ID])]                                      # documents are delimited, so a packed row may span several
+    return np.concatenate(parts)
+
+
+def pack_documents(docs: list[str], seq_len: int, batch_size: int | None = None, *, tokenizer=None,
+                   drop_last: bool = False, pad_id: int = BOE_ID) -> torch.Tensor:
+    "Pack `BOS doc EOS` streams into rows: LongTensor[B, seq_len], the tail padded with `pad_id` (BOE) or dropped."
+    if not isinstance(seq_len, int) or seq_len < 2:
+        raise ValueError(f"seq_len must be an int >= 2 (a row needs room for BOS and a byte), got {seq_len!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    stream = encode_documents(docs, tokenizer)
+    rows_per = seq_len * (batch_size or 1)                       # tokens per unit we keep or pad
+    n = len(stream) // rows_per * rows_per if drop_last else -(-len(stream) // rows_per) * rows_per # round down (drop) or up (pad) to whole units
+    if n == 0:
+        raise ValueError(f"only {len(stream)} ids: not enough for one {'batch' if batch_size else 'row'} of "
+                         f"{rows_per} with drop_last=True")
+    out = np.full(n, pad_id, dtype=np.int64)                                                        # BOE (id 0) stands for no byte: bits per byte count it as 0 bytes
+    out[: min(n, len(stream))] = stream[:n]                                                         # documents run across row boundaries: no byte is wasted on padding but the tail
+    return torch.from_numpy(out).view(-1, seq_len)               # (B*S,) -> [B, S]
+
+# %% ../nbs/02_data.ipynb #08ca65f4
+def batches(docs: list[str], seq_len: int, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+            epochs: int = 1, drop_last: bool = False, tokenizer=None) -> Iterator[torch.Tensor]:
+    "Yield LongTensor[B, seq_len] batches of packed rows, optionally shuffled (rows) with `seed`, for `epochs` passes."
+    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rows = pack_documents(docs, seq_len, tokenizer=tokenizer)       # [N, S]
+    for epoch in range(epochs):                                                                     # rows are packed once; each epoch only reorders them
+        order = torch.arange(len(rows))                                                             # row indices in corpus order (no shuffle)
+        if shuffle: order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + epoch))  # a fresh, reproducible order per epoch
+        stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)                       # drop_last: no smaller final batch
+        for i in range(0, stop, batch_size):
+            yield rows[order[i:i + batch_size]]                       # [B, S]
+
 # %% ../nbs/02_data.ipynb #6e956f2f
 class DatasetUnavailableError(ConnectionError):
     "A Hugging Face dataset could not be loaded (offline, no network, or unknown name)."
@@ -282,53 +332,3 @@ def load_texts(source: str | Path, split: str | None = None, *, max_bytes: int |
     else:
         docs = load_hf_texts(src, split, config=config, text_field=text_field)                      # anything else is a hub dataset name, e.g. "wikitext"
     return docs if max_bytes is None else truncate_to_bytes(docs, max_bytes)
-
-# %% ../nbs/02_data.ipynb #865c6055
-def encode_documents(docs: list[str], tokenizer=None) -> np.ndarray:
-    "One int64 stream of `BOS doc EOS` ids for every document (the byte tokenizer by default)."
-    if isinstance(docs, str): raise TypeError("docs must be a list of strings, not one string: wrap it as [text]")
-    if len(docs) == 0: raise ValueError("no documents to encode (empty list)")                      # np.concatenate of nothing would fail obscurely
-    parts = []                                                                                      # int64 arrays, concatenated once at the end
-    for i, d in enumerate(docs):
-        if not isinstance(d, str): raise TypeError(f"document {i} is {type(d).__name__}, not str")
-        check_text(d, f"document {i}")
-        if tokenizer is not None and type(tokenizer) is not ByteTokenizer:                          # e.g. the BPE baseline's tokenizer: its own encode
-            parts.append(np.asarray(tokenizer.encode(d, add_bos=True, add_eos=True), dtype=np.int64))
-            continue
-        try: data = d.encode("utf-8")                                                               # lone surrogates (from bad decoding upstream) cannot be encoded
-        except UnicodeEncodeError as e:
-            raise ValueError(f"document {i} is not encodable as UTF-8 ({e.reason} at character {e.start})") from None
-        ids = np.frombuffer(data, dtype=np.uint8).astype(np.int64) + OFFSET                         # byte b -> id b + 4, vectorised (what ByteTokenizer.encode does)
-        parts += [np.array([BOS_ID]), ids, np.array([EOS_ID])]                                      # documents are delimited, so a packed row may span several
-    return np.concatenate(parts)
-
-
-def pack_documents(docs: list[str], seq_len: int, batch_size: int | None = None, *, tokenizer=None,
-                   drop_last: bool = False, pad_id: int = BOE_ID) -> torch.Tensor:
-    "Pack `BOS doc EOS` streams into rows: LongTensor[B, seq_len], the tail padded with `pad_id` (BOE) or dropped."
-    if not isinstance(seq_len, int) or seq_len < 2:
-        raise ValueError(f"seq_len must be an int >= 2 (a row needs room for BOS and a byte), got {seq_len!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    stream = encode_documents(docs, tokenizer)
-    rows_per = seq_len * (batch_size or 1)                       # tokens per unit we keep or pad
-    n = len(stream) // rows_per * rows_per if drop_last else -(-len(stream) // rows_per) * rows_per # round down (drop) or up (pad) to whole units
-    if n == 0:
-        raise ValueError(f"only {len(stream)} ids: not enough for one {'batch' if batch_size else 'row'} of "
-                         f"{rows_per} with drop_last=True")
-    out = np.full(n, pad_id, dtype=np.int64)                                                        # BOE (id 0) stands for no byte: bits per byte count it as 0 bytes
-    out[: min(n, len(stream))] = stream[:n]                                                         # documents run across row boundaries: no byte is wasted on padding but the tail
-    return torch.from_numpy(out).view(-1, seq_len)               # (B*S,) -> [B, S]
-
-# %% ../nbs/02_data.ipynb #08ca65f4
-def batches(docs: list[str], seq_len: int, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-            epochs: int = 1, drop_last: bool = False, tokenizer=None) -> Iterator[torch.Tensor]:
-    "Yield LongTensor[B, seq_len] batches of packed rows, optionally shuffled (rows) with `seed`, for `epochs` passes."
-    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rows = pack_documents(docs, seq_len, tokenizer=tokenizer)       # [N, S]
-    for epoch in range(epochs):                                                                     # rows are packed once; each epoch only reorders them
-        order = torch.arange(len(rows))                                                             # row indices in corpus order (no shuffle)
-        if shuffle: order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + epoch))  # a fresh, reproducible order per epoch
-        stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)                       # drop_last: no smaller final batch
-        for i in range(0, stop, batch_size):
-            yield rows[order[i:i + batch_size]]                       # [B, S]
