@@ -11,7 +11,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PRESETS', 'seed_everything', 'pick_device', 'autocast_dtype', 'set_threads', 'project_root', 'data_dir',
-           'figures_dir', 'runs_dir', 'Preset', 'get_preset', 'config_from_dict', 'check_int', 'check_number']
+           'figures_dir', 'runs_dir', 'display_path', 'Preset', 'get_preset', 'config_from_dict', 'check_int',
+           'check_number']
 
 # %% ../nbs/00_core.ipynb #0b77d04c
 import numpy as np
@@ -70,6 +71,10 @@ def runs_dir(preset: str = "tiny") -> Path:                     # papermill-exec
     d = project_root() / "runs" / preset
     d.mkdir(parents=True, exist_ok=True)
     return d
+def display_path(p: str | Path) -> str:
+    "p relative to the project root, for printed output (no machine paths); a folder elsewhere shows by name only."
+    p, root = Path(p).resolve(), project_root()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else f"a temporary folder ({p.name})"
 
 # %% ../nbs/00_core.ipynb #9883e6fb
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CORPORA', 'SPLITS', 'CorpusCorruptedError', 'load_manifest', 'sha256_file', 'verify_file', 'load_corpus_records',
            'truncate_to_bytes', 'load_corpus', 'split_of', 'corpus_table', 'check_text', 'read_text_file',
-           'load_local_texts', 'encode_documents', 'pack_documents', 'batches', 'DatasetUnavailableError',
-           'load_hf_texts', 'load_texts']
+           'load_local_texts', 'load_texts', 'encode_documents', 'pack_documents', 'batches', 'DatasetUnavailableError',
+           'load_hf_texts']
 
 # %% ../nbs/02_data.ipynb #efa462eb
 import numpy as np
@@ -197,6 +197,23 @@ def load_local_texts(path: str | Path, pattern: str = "*.txt") -> list[str]:
     if not files: raise ValueError(f"folder {path} holds no files matching {pattern!r} (pass pattern=... to choose)")
     return [read_text_file(p) for p in files]
 
+# %% ../nbs/02_data.ipynb #66cfd61f
+def load_texts(source: str | Path, split: str | None = None, *, max_bytes: int | None = None,
+               pattern: str = "*.txt", config: str | None = None, text_field: str = "text") -> list[str]:
+    """Documents from `source`: an embedded corpus name (`CORPORA`; split default 'train'), a local text file or
+    folder (no splits: `split` must be None), or a Hugging Face dataset name (split default 'train')."""
+    src = str(source)
+    if src in CORPORA:                                                                              # embedded names win over a file or folder of the same name
+        return load_corpus(src, split or "train", max_bytes)
+    path = Path(src).expanduser()
+    if path.exists() or _looks_like_path(src):                                                      # local: existing, or clearly meant as a path (so a typo is not sent to the hub)
+        if split is not None:
+            raise ValueError(f"local text {src!r} has no splits; pass split=None (and split the files yourself)")
+        docs = load_local_texts(path, pattern)
+    else:
+        docs = load_hf_texts(src, split, config=config, text_field=text_field)                      # anything else is a hub dataset name, e.g. "wikitext"
+    return docs if max_bytes is None else truncate_to_bytes(docs, max_bytes)
+
 # %% ../nbs/02_data.ipynb #865c6055
 def encode_documents(docs: list[str], tokenizer=None) -> np.ndarray:
     "One int64 stream of `BOS doc EOS` ids for every document (the byte tokenizer by default)."
@@ -315,20 +332,3 @@ def load_hf_texts(name: str, split: str | None = None, *, config: str | None = N
     docs = [check_text(t, f"document {i} of dataset {name!r}") for i, t in enumerate(ds[field]) if t]
     if not docs: raise ValueError(f"dataset {name!r} split {split!r} has no text")
     return docs
-
-
-def load_texts(source: str | Path, split: str | None = None, *, max_bytes: int | None = None,
-               pattern: str = "*.txt", config: str | None = None, text_field: str = "text") -> list[str]:
-    """Documents from `source`: an embedded corpus name (`CORPORA`; split default 'train'), a local text file or
-    folder (no splits: `split` must be None), or a Hugging Face dataset name (split default 'train')."""
-    src = str(source)
-    if src in CORPORA:                                                                              # embedded names win over a file or folder of the same name
-        return load_corpus(src, split or "train", max_bytes)
-    path = Path(src).expanduser()
-    if path.exists() or _looks_like_path(src):                                                      # local: existing, or clearly meant as a path (so a typo is not sent to the hub)
-        if split is not None:
-            raise ValueError(f"local text {src!r} has no splits; pass split=None (and split the files yourself)")
-        docs = load_local_texts(path, pattern)
-    else:
-        docs = load_hf_texts(src, split, config=config, text_field=text_field)                      # anything else is a hub dataset name, e.g. "wikitext"
-    return docs if max_bytes is None else truncate_to_bytes(docs, max_bytes)
