@@ -341,7 +341,8 @@ def finish(run: Run) -> dict:
         summary.update(_validate(run.lm, run.data, cfg, d.device, run.amp, cfg.eval_stride))
         if cfg.check_leak and final_bpb is not None: check_no_leak(final_bpb, summary["val_bpb"])
     summary["peak_memory_mb"] = peak_memory_mb(d.device)
-    summary["config"] = cfg.to_dict()  # the exact config, so the summary alone can rebuild the run
+    # the exact config, so the summary alone can rebuild the run (not where it was written: a machine path)
+    summary["config"] = {k: v for k, v in cfg.to_dict().items() if k != "out_dir"}
     if run.out is not None and d.main: write_json(run.out / SUMMARY_FILE, summary)
     return summary
 
@@ -369,12 +370,18 @@ def run_dir_for(cfg: TrainConfig) -> Path:
     key = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_root() / "runs" / f"{cfg.model}-{cfg.preset}-{key}"
 
+def _cached_summary(run_dir: Path) -> dict:
+    "A finished run's summary.json (older ones still name the temporary folder they were written in: dropped)."
+    s = read_json(run_dir / SUMMARY_FILE)
+    s.get("config", {}).pop("out_dir", None)
+    return s
+
 def train_cached(cfg: TrainConfig) -> dict:
     "train(cfg) into its cache folder, or the stored summary when that run already finished."
     final = run_dir_for(cfg)
-    if (final / SUMMARY_FILE).exists(): return read_json(final / SUMMARY_FILE)
+    if (final / SUMMARY_FILE).exists(): return _cached_summary(final)
     with cache_lock(final.parent / f".{final.name}.lock"):                # a concurrent twin waits, then reads
-        if (final / SUMMARY_FILE).exists(): return read_json(final / SUMMARY_FILE)
+        if (final / SUMMARY_FILE).exists(): return _cached_summary(final)
         tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
         summary = train(dataclasses.replace(cfg, out_dir=str(tmp), stop_at=None))  # into a private temporary folder
         try: os.rename(tmp, final)                               # atomic; another process may have finished first
