@@ -237,7 +237,8 @@ def document_entropies(model: EntropyModel, docs: list[str], batch_size: int = 8
 def cached_entropies(model: EntropyModel, docs: list[str], corpus: str, split: str,
                      cache_dir: str | Path | None = None, batch_size: int = 8):
     "A `datasets.Dataset` (text, entropies) for `docs`, computed once and then read back from the Arrow cache."
-    import datasets                                            # imported lazily: it is slow to import
+    from blt_repro.data import _import_datasets
+    datasets = _import_datasets()                              # lazily (slow to import), quiet about tqdm widgets
     path = entropy_cache_path(model, docs, corpus, split, cache_dir)
     if path.exists(): return datasets.load_from_disk(str(path))
     ent = document_entropies(model, docs, batch_size)
