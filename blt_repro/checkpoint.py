@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from .core import pick_device, project_root
 from .model import BLT, BLTConfig
 from .baselines import BPETokenizer, ByteTransformer, ByteTransformerConfig, TokenTransformer, TokenTransformerConfig
+from .learned import LearnedChunkConfig, LearnedChunkLM
 from .patching import PatcherConfig
 from .entropy_model import EntropyModel, EntropyModelConfig
 from .ngram import NGramEntropyModel
@@ -227,11 +228,12 @@ def load_tokenizer(run_dir: str | Path) -> BPETokenizer:
 
 # %% ../nbs/16_checkpoint.ipynb #b247a18b
 NETWORKS = {"blt": (BLT, BLTConfig), "byte": (ByteTransformer, ByteTransformerConfig),
-            "bpe": (TokenTransformer, TokenTransformerConfig)}   # network kind -> (class, its config class)
+            "bpe": (TokenTransformer, TokenTransformerConfig),
+            "learned": (LearnedChunkLM, LearnedChunkConfig)}     # network kind -> (class, its config class)
 
 def network_kind(family: str) -> str:
     "The network class key of a family: the patched families blt/space/static share BLT."
-    return family if family in ("byte", "bpe") else "blt"
+    return family if family in ("byte", "bpe", "learned") else "blt"
 
 def build_network(family: str, config: dict) -> nn.Module:
     "A freshly initialised network of `family` from its config dict."

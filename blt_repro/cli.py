@@ -267,8 +267,9 @@ def _add_train(sub) -> None:
                         "same --out resumes exactly from its latest checkpoint, also after kill -9. Under "
                         "`torchrun --nproc-per-node N -m blt_repro.cli train ...` the same flags train with DDP "
                         "(or FSDP2 with --set fsdp=true); the batch size stays the global batch.")
-    tr.add_argument("--model", choices=["blt", "space", "static", "byte", "bpe"], default="blt",
-                    help="blt: entropy patches; space/static: the same BLT with space or fixed patches; byte; bpe")
+    tr.add_argument("--model", choices=["blt", "space", "static", "byte", "bpe", "learned"], default="blt",
+                    help="blt: entropy patches; space/static: the same BLT with space or fixed patches; byte; bpe; "
+                         "learned: H-Net-style learned chunking")
     tr.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="data size and model shapes (default tiny)")
     tr.add_argument("--max-steps", type=int, help="optimizer steps (default 200)")                  # or --train-flops
     tr.add_argument("--train-flops", type=float, help="train to this FLOP budget instead of a step count")

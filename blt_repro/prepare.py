@@ -27,10 +27,11 @@ from .patching import PatcherConfig, calibrate_threshold, patch_lengths
 from .entropy_model import ENTROPY_PRESETS, EntropyModel, cached_entropies, train_entropy_model
 from .evaluate import byte_id_lengths
 from .flops import blt_flops_per_byte, blt_param_breakdown, byte_transformer_flops_per_byte, bpe_transformer_flops_per_byte, count_params
+from .learned import LearnedChunkConfig, LearnedChunkLM, learned_flops_per_byte
 from .checkpoint import build_network as network_from_config, load_tensors, network_kind, save_tensors
 
 # %% auto #0
-__all__ = ['MODEL_PRESETS', 'FAMILIES', 'PRECISIONS', 'model_config', 'patcher_config', 'TrainConfig', 'TokenStream',
+__all__ = ['MODEL_PRESETS', 'UNPATCHED', 'FAMILIES', 'PRECISIONS', 'model_config', 'patcher_config', 'TrainConfig', 'TokenStream',
            'cache_root', 'docs_key', 'cache_lock', 'trained_entropy_model', 'ngram_scorer', 'stream_entropies',
            'calibrated_threshold', 'RunData', 'build_data', 'LanguageModel', 'nats_of', 'build_network',
            'measure_bytes_per_patch', 'flops_per_byte', 'param_counts']
@@ -43,11 +44,20 @@ _SMALL_BLT = dict(d_local=128, d_global=384, n_layers_encoder=1, n_layers_global
 _PAPER_BLT = dict(d_local=1024, d_global=2048, n_layers_encoder=1, n_layers_global=25, n_layers_decoder=9, n_heads_local=16,
                   n_heads_global=16, cross_attn_k=2, local_window=512, rope_theta_local=500000.0, rope_theta_global=500000.0,
                   hash=dict(dim=1024, group_sizes=(3, 4, 5, 6, 7, 8), n_functions=1, vocab=500002))
+# learned chunking (10a_learned): widths and depths like BLT's local/global models of the same preset
+_LEARNED = {"tiny": dict(d_outer=64, d_main=128, n_layers_main=2, n_heads_outer=4, n_heads_main=4, window=64),
+            "small": dict(d_outer=128, d_main=384, n_layers_main=4, n_layers_decoder=2, n_heads_main=6, window=256),
+            "paper": dict(d_outer=1024, d_main=2048, n_layers_encoder=4, n_layers_main=25, n_layers_decoder=4,
+                          n_heads_outer=16, n_heads_main=16, window=512, rope_theta=500000.0)}
 MODEL_PRESETS: dict[str, dict[str, dict]] = {       # preset -> network kind -> config fields
-    "tiny": {"blt": _TINY_BLT, "byte": dict(dim=128, n_layers=2, n_heads=4), "bpe": dict(dim=128, n_layers=2, n_heads=4)},
-    "small": {"blt": _SMALL_BLT, "byte": dict(dim=384, n_layers=4, n_heads=6), "bpe": dict(dim=384, n_layers=4, n_heads=6)},
-    "paper": {"blt": _PAPER_BLT, "byte": dict(dim=2048, n_layers=25, n_heads=16), "bpe": dict(dim=2048, n_layers=25, n_heads=16)},
+    "tiny": {"blt": _TINY_BLT, "byte": dict(dim=128, n_layers=2, n_heads=4), "bpe": dict(dim=128, n_layers=2, n_heads=4),
+             "learned": _LEARNED["tiny"]},
+    "small": {"blt": _SMALL_BLT, "byte": dict(dim=384, n_layers=4, n_heads=6), "bpe": dict(dim=384, n_layers=4, n_heads=6),
+              "learned": _LEARNED["small"]},
+    "paper": {"blt": _PAPER_BLT, "byte": dict(dim=2048, n_layers=25, n_heads=16), "bpe": dict(dim=2048, n_layers=25, n_heads=16),
+              "learned": _LEARNED["paper"]},
 }
+UNPATCHED: tuple[str, ...] = ("byte", "bpe", "learned")   # families without a patcher (learned chunking decides inside)
 
 def model_config(cfg: TrainConfig, vocab_size: int | None = None, eos_id: int | None = None):
     "The family's validated model config: preset shape + cfg.model_config overrides (unknown fields raise)."
@@ -55,24 +65,25 @@ def model_config(cfg: TrainConfig, vocab_size: int | None = None, eos_id: int | 
     d = {**MODEL_PRESETS[cfg.preset][kind], **cfg.model_config}
     if kind == "blt": return BLTConfig.from_dict(d)
     if kind == "byte": return ByteTransformerConfig.from_dict(d)
+    if kind == "learned": return LearnedChunkConfig.from_dict(d)
     if vocab_size is not None: d |= {"vocab_size": vocab_size, "eos_id": eos_id}   # bpe: from the trained tokenizer
     return TokenTransformerConfig.from_dict(d)
 
 def patcher_config(cfg: TrainConfig, threshold: float | None = None) -> PatcherConfig | None:
     "The patched families' PatcherConfig. Entropy patches take θ from calibration; before it, 1.0 stands in to validate."
-    if cfg.model in ("byte", "bpe"): return None
+    if cfg.model in UNPATCHED: return None
     base = {"blt": dict(mode="entropy", threshold=1.0 if threshold is None else threshold),
             "space": dict(mode="space"), "static": dict(mode="static", patch_size=4)}[cfg.model]
     return PatcherConfig.from_dict({**base, **cfg.patcher})
 
 # %% ../nbs/17_prepare.ipynb #9ccb6104
-FAMILIES: tuple[str, ...] = ("blt", "space", "static", "byte", "bpe")
+FAMILIES: tuple[str, ...] = ("blt", "space", "static", "byte", "bpe", "learned")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 @dataclass
 class TrainConfig:
     "One training run. Validated on creation; `from_dict` rejects unknown keys."
-    model: str = "blt"                   # family: blt | space | static | byte | bpe
+    model: str = "blt"                   # family: blt | space | static | byte | bpe | learned
     preset: str = "tiny"                 # tiny | small | paper: data sizes and the default model shapes
     # overrides of the family's config (BLTConfig / ByteTransformerConfig / TokenTransformerConfig)
     model_config: dict = field(default_factory=dict)
@@ -115,7 +126,7 @@ class TrainConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if (self.max_steps is None) == (self.train_flops is None):
             raise ValueError("give exactly one of max_steps and train_flops (set max_steps=None to train to a FLOP budget)")
-        if self.patcher and self.model in ("byte", "bpe"):
+        if self.patcher and self.model in UNPATCHED:
             raise ValueError(f"the {self.model} model has no patcher; drop the patcher overrides")
         model_config(self)                                     # fail now on unknown or bad model fields
         patcher_config(self)                                   # ... and patcher fields
@@ -286,7 +297,12 @@ class LanguageModel(nn.Module):
         self.n_patches, self.n_positions = 0, 0                    # running counts for bytes per patch
 
     def forward(self, x: Tensor, aux: Tensor | None = None) -> Tensor:
-        if self.patcher is None: return self.net(x)
+        if self.patcher is None:
+            logits = self.net(x)
+            if isinstance(self.net, LearnedChunkLM):                # chunks the network chose, over the S bytes
+                self.n_patches += int(self.net.boundaries.sum())
+                self.n_positions += x.numel()
+            return logits
         lengths = patch_lengths(x, self.patcher, aux)               # [B,P], rows sum to S+1
         self.n_patches += int((lengths > 0).sum())                  # patches over the S input bytes + the next byte
         self.n_positions += x.numel() + x.shape[0]
@@ -298,7 +314,7 @@ class LanguageModel(nn.Module):
 
     def bytes_per_patch(self, reset: bool = True) -> float | None:
         "Mean input bytes per patch since the last reset (None for unpatched families)."
-        if self.patcher is None or self.n_patches == 0: return None
+        if self.n_patches == 0: return None                          # unpatched families count none
         out = self.n_positions / self.n_patches
         if reset: self.n_patches = self.n_positions = 0
         return out
@@ -329,6 +345,8 @@ def flops_per_byte(cfg: TrainConfig, lm: LanguageModel, data: RunData, patch_siz
     "Forward FLOPs per text byte of this run's model at its row length."
     net = lm.net
     if isinstance(net, BLT): return blt_flops_per_byte(net.config, max(1.0, patch_size), data.row_len)["total"]
+    if isinstance(net, LearnedChunkLM):                     # sized at the ratio loss's target; the realised rate drifts
+        return learned_flops_per_byte(net.cfg, net.cfg.target_ratio, data.row_len)["total"]
     tc = net.cfg.transformer_config()
     if cfg.model == "byte": return byte_transformer_flops_per_byte(tc, data.row_len)["total"]
     return bpe_transformer_flops_per_byte(tc, net.cfg.vocab_size, data.bytes_per_token, data.row_len)["total"]

@@ -256,6 +256,7 @@ def train_step(run: Run) -> None:
         nats = nats_of(run.model, x, y, aux)                                     # [b,S]
     n_targets = cfg.batch_size * data.row_len                                # targets of the global batch
     loss = nats.sum() / n_targets * d.world                                  # DDP averages over ranks: x world
+    if getattr(run.lm.net, "aux_loss", None) is not None: loss = loss + run.lm.net.aux_loss   # learned: α · ratio loss
     run.opt.zero_grad(set_to_none=True)  # frees the gradients instead of zeroing them
     loss.backward()
     clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
@@ -281,6 +282,7 @@ def log_metrics(run: Run, bar) -> None:
     rec = {"step": run.step, "loss": float(np.mean([w[0] for w in run.window])),
            "train_bpb": float(np.mean([w[1] for w in run.window])), "lr": run.lr, "grad_norm": run.grad_norm,
            "bytes_seen": run.bytes_seen, "train_flops": run.flops_seen, "elapsed_s": el}
+    if (bpp := run.lm.bytes_per_patch()) is not None: rec["bytes_per_patch"] = bpp   # patched and learned families
     run.window, run.last_log = [], rec  # a new window starts after each line
     if run.dist.main:
         _write_jsonl(run.out and run.out / METRICS_FILE, rec)
