@@ -144,7 +144,7 @@ class Run:
     step: int = 0                        # optimizer steps done
     bytes_seen: float = 0.0              # text bytes trained on (all ranks)
     flops_seen: float = 0.0              # training FLOPs (3 x forward per byte x bytes)
-    window: list = field(default_factory=list)   # (loss, bpb) of each step since the last metrics line
+    window: list = field(default_factory=list)   # (loss, bpb, positions, patches) of each step since the last metrics line
     last_log: dict | None = None         # the latest metrics line (its train bpb goes into the summary)
     lr: float = 0.0                      # learning rate of the latest step
     grad_norm: float = 0.0               # gradient norm of the latest step (before clipping)
@@ -252,6 +252,7 @@ def train_step(run: Run) -> None:
     run.lr = lr_at(run.step, cfg, run.total_steps)
     for g in run.opt.param_groups: g["lr"] = run.lr  # the schedule sets the rate of every step
     x, y, aux = _batch(data.train, run.sampler.batch(run.step, d.rank, d.world), data.row_len, d.device)
+    run.lm.bytes_per_patch(reset=True)                                       # patch counts of this step's forward only
     with torch.autocast(d.device.type, dtype=run.amp or torch.float32, enabled=run.amp is not None):
         nats = nats_of(run.model, x, y, aux)                                     # [b,S]
     n_targets = cfg.batch_size * data.row_len                                # targets of the global batch
@@ -268,7 +269,7 @@ def train_step(run: Run) -> None:
     run.bytes_seen += s_bytes
     run.flops_seen += 3 * run.fpb * s_bytes
     run.step += 1  # the step is done: counters first, then log / evaluate / checkpoint
-    run.window.append((s_all / n_targets, s_data / math.log(2) / max(s_bytes, 1)))
+    run.window.append((s_all / n_targets, s_data / math.log(2) / max(s_bytes, 1), run.lm.n_positions, run.lm.n_patches))
 
 def _write_jsonl(path: Path | None, rec: dict) -> None:
     "Append one JSON line (no-op without a run folder)."
@@ -282,7 +283,8 @@ def log_metrics(run: Run, bar) -> None:
     rec = {"step": run.step, "loss": float(np.mean([w[0] for w in run.window])),
            "train_bpb": float(np.mean([w[1] for w in run.window])), "lr": run.lr, "grad_norm": run.grad_norm,
            "bytes_seen": run.bytes_seen, "train_flops": run.flops_seen, "elapsed_s": el}
-    if (bpp := run.lm.bytes_per_patch()) is not None: rec["bytes_per_patch"] = bpp   # patched and learned families
+    n_pos, n_pat = (sum(w[i] for w in run.window if len(w) == 4) for i in (2, 3))   # this rank's patches of the window
+    if n_pat: rec["bytes_per_patch"] = n_pos / n_pat                       # patched and learned families; resumes exactly
     run.window, run.last_log = [], rec  # a new window starts after each line
     if run.dist.main:
         _write_jsonl(run.out and run.out / METRICS_FILE, rec)
