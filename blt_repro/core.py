@@ -91,6 +91,8 @@ class Preset:
     seeds: int = 1               # training seeds behind every reported number (intervals: blt_repro.stats)
     # training-FLOP budgets of the isoFLOP sweep (blt_repro.scaling); compute_optimal sizes models for these
     scaling_budgets: tuple[float, ...] = (1e11, 3e11)
+    # training FLOPs of the ablations (Figure 8, Tables 3, 4, 7-9): one of scaling_budgets; 0 = the largest one
+    ablation_flops: float = 0.0
 
     def __post_init__(self):
         # a preset is read by every experiment: a bad value must fail at import, not hours into a run
@@ -102,6 +104,12 @@ class Preset:
             raise ValueError("seeds must be >= 1 and scaling_budgets a non-empty tuple of positive FLOPs")
         if self.train_flops <= 0 or self.seq_len < 2 or self.batch_size < 1:
             raise ValueError("train_flops must be > 0, seq_len >= 2 and batch_size >= 1")
+        if self.ablation_flops and self.ablation_flops not in self.scaling_budgets:   # sized by a measured optimum
+            raise ValueError(f"ablation_flops {self.ablation_flops:g} must be one of scaling_budgets {self.scaling_budgets}")
+
+    def ablation_budget(self) -> float:
+        "Training FLOPs of every ablation model: ablation_flops, else the largest isoFLOP budget."
+        return self.ablation_flops or max(self.scaling_budgets)
 
 PRESETS: dict[str, Preset] = {
     "tiny":  Preset("tiny",  train_bytes=2_000_000, eval_bytes=200_000, ngram_order=8,  patch_size=4.5,
@@ -109,7 +117,7 @@ PRESETS: dict[str, Preset] = {
                     scaling_budgets=(1e11, 3e11)),
     "small": Preset("small", train_bytes=0,         eval_bytes=200_000, ngram_order=12, patch_size=4.5,
                     train_flops=4e12, seq_len=512, batch_size=4, seeds=3,
-                    scaling_budgets=(3e11, 1e12, 3e12)),
+                    scaling_budgets=(3e11, 1e12, 3e12), ablation_flops=1e12),   # 3e12: Figures 1 and 6 only
     "paper": Preset("paper", train_bytes=0,         eval_bytes=0,       ngram_order=16, patch_size=4.5,
                     train_flops=1e20, seq_len=4096, batch_size=64, seeds=1,
                     scaling_budgets=(1e19, 1e20, 1e21)),

@@ -301,8 +301,7 @@ def _validate(lm: LanguageModel, data: RunData, cfg: TrainConfig, device, amp, s
     # 12_eval: exact byte denominators, sliding windows
     r = evaluate_bpb(score, data.val.ids, data.val.byte_lengths, data.row_len + 1, stride,
                      batch_size=cfg.batch_size, aux=data.val.aux)
-    lm.train()  # back to training mode for the next step
-    bpp = lm.bytes_per_patch(reset=True)
+    lm.train(); bpp = lm.bytes_per_patch(reset=True)  # back to training mode; patch counts of validation
     if bpp is None: bpp = data.bytes_per_token if cfg.model == "bpe" else 1.0   # unpatched: bytes per position
     # per-document sums: the unit the intervals of `stats` resample
     return {"val_bpb": r.bpb, "val_bytes": r.n_bytes, "bytes_per_patch": bpp, "val_doc_nats": r.doc_nats,
