@@ -48,8 +48,8 @@ EXPERIMENTS: list[Experiment] = [
                "entropy patches of ~4, 6, 8 bytes at equal inference FLOPs (global model widened) vs BPE, 3 budgets"),
     Experiment("entropy_ablation", "24_entropy_ablation.ipynb", "Figure 8",  # several entropy models
                "entropy-model size and context window against the bpb of the BLT it patches"),
-    Experiment("arch_ablations", "25_arch_ablations.ipynb", "Tables 7, 8, 9",  # one BLT per ablated component
-               "hash n-gram embeddings, cross-attention and local encoder/decoder depth ablations"),
+    Experiment("arch_ablations", "25_arch_ablations.ipynb", "Tables 7, 8, 9, 12",  # one BLT per ablated component
+               "hash n-gram embeddings (and frequency n-gram tables), cross-attention and local encoder/decoder depth ablations"),
     Experiment("robustness", "26_robustness.ipynb", "Table 3",  # reuses the matched-FLOP models
                "bpb degradation of BLT vs BPE under the paper's five noises; character-level probes"),
     Experiment("multilingual", "27_multilingual.ipynb", "Table 4",  # the UDHR corpus, per script

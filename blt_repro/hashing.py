@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['PRIMES', 'wrap_int64', 'byte_group_hash_naive', 'prime_powers', 'byte_group_hash', 'HashNgramConfig',
-           'HashNgramEmbedding']
+__all__ = ['PRIMES', 'NGRAM_BASE', 'wrap_int64', 'byte_group_hash_naive', 'prime_powers', 'byte_group_hash', 'HashNgramConfig',
+           'HashNgramEmbedding', 'ngram_keys', 'top_ngrams', 'frequency_rows', 'FrequencyNgramEmbedding',
+           'ngram_embedding']
 
 # %% ../nbs/07_hashing.ipynb #435c7c74
 PRIMES: tuple[int, ...] = (1000000007, 5915587277, 1500450271, 3267000013, 5754853343, 4093082899,
@@ -76,6 +77,7 @@ class HashNgramConfig:
     group_sizes: tuple[int, ...] = (3, 4, 5, 6, 7, 8)  # n-gram lengths hashed at each position (paper 3..8; debug.yaml (4,))
     n_functions: int = 1                             # hash functions (primes) per size (paper 1; debug.yaml 3)
     vocab: int = 2**14                               # buckets per table (paper 500_002; 2^14..2^16 suits small models)
+    kind: str = "hash"                               # hash (official) | frequency (rows for the vocab-1 most frequent n-grams)
 
     def __post_init__(self):
         if isinstance(self.group_sizes, str):        # the official config also accepts "3,4,5"
@@ -87,6 +89,9 @@ class HashNgramConfig:
             raise ValueError(f"group_sizes has duplicates: {self.group_sizes!r}; list each n-gram size once")
         if not isinstance(self.n_functions, int) or not 1 <= self.n_functions <= len(PRIMES):
             raise ValueError(f"n_functions must be in 1..{len(PRIMES)} (one prime each), got {self.n_functions!r}")
+        if self.kind not in ("hash", "frequency"): raise ValueError(f"kind must be 'hash' or 'frequency', got {self.kind!r}")
+        if self.kind == "frequency" and (self.n_functions != 1 or max(self.group_sizes) > 7):
+            raise ValueError("frequency tables take n_functions=1 and n-gram sizes <= 7 (one vocabulary per size)")
         for name in ("vocab", "dim"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be an int >= 1, got {v!r}")
@@ -115,13 +120,16 @@ class HashNgramEmbedding(nn.Module):
     def hash_ids(self, tokens: torch.Tensor) -> torch.Tensor:
         "LongTensor[B,S,K]: the bucket of each position in each of the K tables."
         c = self.config
-        return torch.stack([byte_group_hash(tokens, n, f, c.vocab) for f, n in c.keys], dim=-1)     # keys are (f, n); byte_group_hash takes (n, f)
+        return torch.stack([self.rows(tokens, f, n) for f, n in self.config.keys], dim=-1)
+
+    def rows(self, tokens: torch.Tensor, f: int, n: int) -> torch.Tensor:
+        "LongTensor[B,S]: the row of each position in table (f, n): its hash bucket."
+        return byte_group_hash(tokens, n, f, self.config.vocab)                                     # byte_group_hash takes (n, f)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        c = self.config
         out = None
-        for (f, n), table in zip(c.keys, self.tables):
-            e = table(byte_group_hash(tokens, n, f, c.vocab))          # [B, S, dim]
+        for (f, n), table in zip(self.config.keys, self.tables):
+            e = table(self.rows(tokens, f, n))                         # [B, S, dim]
             out = e if out is None else out + e                                                     # summed, not concatenated: the result has the byte embedding's width
         return out
 
@@ -136,3 +144,55 @@ class HashNgramEmbedding(nn.Module):
         if tuple(weight.shape) != (K * V, d):
             raise ValueError(f"fused weight must have shape ({K}*{V}, {d}) = ({K * V}, {d}), got {tuple(weight.shape)}")
         for k, t in enumerate(self.tables): t.weight.copy_(weight[k * V:(k + 1) * V])   # table k = rows k*V..(k+1)*V-1
+
+# %% ../nbs/07_hashing.ipynb #fdbe95f8
+NGRAM_BASE = 260   # ids are < 260: n ids read as one base-260 number, exact in int64 for n <= 7 (260^7 < 2^63)
+
+def ngram_keys(tokens: torch.Tensor, n: int) -> torch.Tensor:
+    "LongTensor[B,S]: the n ids ending at each position as one base-260 number (left-padded with 0, as the hash pads)."
+    if not isinstance(n, int) or not 1 <= n <= 7:
+        raise ValueError(f"frequency n-grams need 1 <= n <= 7 (base-260 keys fit int64 up to 7 ids), got {n!r}")
+    S = tokens.shape[1]
+    padded = F.pad(tokens.long(), (n - 1, 0))                        # [B, S+n-1], zeros on the left
+    key = torch.zeros_like(padded[:, :S])                            # [B, S]
+    for i in range(n): key = key * NGRAM_BASE + padded[:, i:i + S]   # the oldest id is the most significant digit
+    return key
+
+def top_ngrams(ids: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    "LongTensor[k], ascending: keys of the k most frequent n-grams of the 1-D id stream (ties: smaller key; -1 pads)."
+    keys, counts = torch.unique(ngram_keys(ids.reshape(1, -1), n)[0], return_counts=True)    # distinct keys, ascending
+    top = keys[torch.sort(counts, descending=True, stable=True).indices[:k]]    # stable: equal counts keep key order
+    return torch.cat([top.new_full((k - len(top),), -1), top.sort().values])   # fewer than k distinct: -1 never matches
+
+def frequency_rows(tokens: torch.Tensor, vocab_keys: torch.Tensor, n: int) -> torch.Tensor:
+    "LongTensor[B,S]: 1 + the index of each position's n-gram in the ascending vocab_keys, or 0 (dropped) if absent."
+    q = ngram_keys(tokens, n)                                                    # [B,S]
+    pos = torch.searchsorted(vocab_keys, q).clamp(max=len(vocab_keys) - 1)       # where q would sit in the vocabulary
+    return torch.where(vocab_keys[pos] == q, pos + 1, 0)
+
+# %% ../nbs/07_hashing.ipynb #13651e7f
+class FrequencyNgramEmbedding(HashNgramEmbedding):
+    "Frequency n-gram tables: row 1 + rank among the vocab-1 most frequent n-grams of the training text; 0 = dropped."
+    def __init__(self, config: HashNgramConfig):
+        super().__init__(config)
+        for n in config.group_sizes:        # one vocabulary per size, fitted by `fit`, saved with the weights
+            self.register_buffer(f"vocab_{n}", torch.full((config.vocab - 1,), -1, dtype=torch.long))
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for t in self.tables:               # row 0: every n-gram outside the vocabulary, held at zero (no gradient)
+            t.padding_idx = 0
+            with torch.no_grad(): t.weight[0].zero_()
+
+    def rows(self, tokens: torch.Tensor, f: int, n: int) -> torch.Tensor:
+        return frequency_rows(tokens, getattr(self, f"vocab_{n}"), n)       # f is always 0 (one table per size)
+
+    @torch.no_grad()
+    def fit(self, ids: torch.Tensor) -> "FrequencyNgramEmbedding":
+        "Keep the vocab-1 most frequent n-grams of each size of the 1-D id stream `ids` (the training text)."
+        for n in self.config.group_sizes: getattr(self, f"vocab_{n}").copy_(top_ngrams(ids.cpu(), n, self.config.vocab - 1))
+        return self
+
+def ngram_embedding(config: HashNgramConfig) -> HashNgramEmbedding:
+    "The n-gram embedding of config.kind: hash tables (the official BLT) or frequency tables."
+    return FrequencyNgramEmbedding(config) if config.kind == "frequency" else HashNgramEmbedding(config)

@@ -100,6 +100,7 @@ def _port_problems(cfg: BLTConfig) -> list[str]:
         problems.append("the port's cross-attention reads exactly one patch (windows must be None)")
     if (cfg.n_heads_cross, cfg.n_kv_heads_cross) != (cfg.n_heads_local, cfg.n_kv_heads_local):
         problems.append("the port's cross-attention uses the local heads (n_heads_cross/n_kv_heads_cross must be None)")
+    if cfg.hash is not None and cfg.hash.kind != "hash": problems.append("the port has hash n-gram tables only (hash.kind='hash')")
     if not cfg.double_residual: problems.append("the port has the double residual (double_residual must be True)")
     if cfg.query_init != "layer": problems.append("the port pools queries from layer outputs (query_init='layer')")  # our alternative pools the embeddings
     if cfg.cross_attn_all_layers_encoder and cfg.n_layers_encoder > 1 and not cfg.repool_every_layer:

@@ -21,7 +21,7 @@ from .core import check_int, config_from_dict
 from .tokenizer import EOS_ID, VOCAB_SIZE
 from .layers import (KVCache, RMSNorm, TransformerConfig, TransformerBlock, masked_attention, causal_mask,
                               block_causal_patch_mask, encoder_cross_mask, decoder_cross_mask, local_attention_mask)
-from .hashing import HashNgramConfig, HashNgramEmbedding
+from .hashing import HashNgramConfig, HashNgramEmbedding, ngram_embedding
 from .patching import check_lengths, patch_ids_from_lengths, decoder_patch_ids_from_lengths
 
 # %% ../nbs/08_blt.ipynb #ecc89012
@@ -310,7 +310,7 @@ class BLT(nn.Module):
     def __init__(self, config: BLTConfig):
         super().__init__()
         self.config = config
-        self.encoder_hash_tok_embedding = HashNgramEmbedding(config.hash) if config.hash is not None else None
+        self.encoder_hash_tok_embedding = ngram_embedding(config.hash) if config.hash is not None else None   # hash or frequency
         self.local_encoder = LocalEncoder(config)
         self.global_transformer = GlobalTransformer(config)
         self.local_decoder = LocalDecoder(config)

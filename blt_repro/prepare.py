@@ -325,10 +325,13 @@ def nats_of(model: nn.Module, x: Tensor, y: Tensor, aux: Tensor | None) -> Tenso
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
 
 def build_network(cfg: TrainConfig, data: RunData) -> nn.Module:
-    "The family's freshly initialised network (a BPE model's vocabulary comes from the run's tokenizer)."
+    "The family's freshly initialised network (a BPE model's vocabulary and frequency n-grams come from the run's data)."
     tok = data.tokenizer
     mc = model_config(cfg, tok.vocab_size, tok.eos_id) if cfg.model == "bpe" else model_config(cfg)
-    return network_from_config(cfg.model, dataclasses.asdict(mc))
+    net = network_from_config(cfg.model, dataclasses.asdict(mc))
+    hem = getattr(net, "encoder_hash_tok_embedding", None)
+    if hasattr(hem, "fit"): hem.fit(torch.from_numpy(np.asarray(data.train.ids, dtype=np.int64)))   # frequency n-grams
+    return net
 
 # %% ../nbs/17_prepare.ipynb #538bda93
 def measure_bytes_per_patch(lm: LanguageModel, data: RunData, n_rows: int = 32) -> float:

@@ -184,3 +184,23 @@ def test_blt_save_pretrained_round_trips_exactly(tmp_path):
     x = torch.tensor([[1] + [b + 4 for b in "a round trip".encode()]])
     lengths = space_patch_lengths(x, include_next_token=True)
     with torch.no_grad(): assert torch.equal(model(x, lengths), again(x, lengths))
+
+
+def test_frequency_ngram_vocabulary_travels_with_the_run_folder(tmp_path):
+    "kind='frequency': build_network fits the vocabularies on the training stream; the run folder keeps them (buffers)."
+    from blt_repro.hashing import FrequencyNgramEmbedding
+    from blt_repro.model import TINY_BLT
+    hash_cfg = {**TINY_BLT["hash"], "kind": "frequency"}
+    cfg = TrainConfig(model="space", max_steps=2, seq_len=64, batch_size=2, warmup_steps=1, eval_bytes=3000, progress=False,
+                      check_leak=False, device="cpu", precision="fp32", out_dir=str(tmp_path / "freq"),
+                      model_config={"hash": hash_cfg})
+    train(cfg)
+    net = load_network(tmp_path / "freq")
+    hem = net.encoder_hash_tok_embedding
+    assert isinstance(hem, FrequencyNgramEmbedding)
+    for n in hash_cfg["group_sizes"]:
+        vocab = getattr(hem, f"vocab_{n}")
+        assert (vocab >= 0).all() and bool((vocab[1:] > vocab[:-1]).all())   # fitted: distinct keys, ascending
+    x = torch.tensor([[1] + [4 + b for b in b" the cat and the dog"]])
+    assert (hem.rows(x, 0, 3) > 0).any() and (hem.rows(x, 0, 3) == 0).any()   # common 3-grams kept, others dropped
+    assert all(float(t.weight[0].detach().abs().sum()) == 0 for t in hem.tables)   # row 0 stayed zero through training

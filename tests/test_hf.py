@@ -74,6 +74,8 @@ def test_unconvertible_configs_fail_loudly():
     with pytest.raises(ValueError, match="re-pools"): config_to_hf(BLTConfig.tiny(n_layers_encoder=2, cross_attn_all_layers_encoder=True))
     with pytest.raises(ValueError, match="double_residual"): config_to_hf(BLTConfig.tiny(double_residual=False))
     with pytest.raises(ValueError, match="local heads"): config_to_hf(BLTConfig.tiny(n_heads_cross=1))
+    freq = H(dim=BLTConfig.tiny().d_local, group_sizes=(3, 4, 5), vocab=1024, kind="frequency")
+    with pytest.raises(ValueError, match="hash n-gram tables only"): config_to_hf(BLTConfig.tiny(hash=freq))
     hcfg = config_to_hf(BLTConfig.tiny())
     hcfg.decoder_config.hidden_size = 32
     with pytest.raises(ValueError, match="hidden_size differ"): config_from_hf(hcfg)
