@@ -150,6 +150,7 @@ class LearnedChunkLM(nn.Module):
         self.output = nn.Linear(cfg.d_outer, cfg.vocab_size, bias=False)
         self.aux_loss: Tensor | None = None                                  # α · ratio loss of the latest forward
         self.boundaries: Tensor | None = None                                # b [B,S] of the latest forward (detached)
+        self.boundary_probs: Tensor | None = None                            # p [B,S] of the latest forward (detached)
 
     def forward(self, tokens: Tensor) -> Tensor:
         check_tokens(tokens, self.cfg.vocab_size)
@@ -159,7 +160,7 @@ class LearnedChunkLM(nn.Module):
         z = self.process_chunks(h, p, b, document_ids(tokens == self.cfg.eos_id))  # [B,M,d_outer]
         y = self.decoder(upsample_chunks(z, b, p) + self.residual(h), mask)        # [B,S,d_outer]
         self.aux_loss = self.cfg.ratio_weight * ratio_loss(b, p, self.cfg.target_ratio)
-        self.boundaries = b.detach()
+        self.boundaries, self.boundary_probs = b.detach(), p.detach()
         return self.output(self.norm(y)).float()                                  # [B,S,vocab]
 
     def process_chunks(self, h: Tensor, p: Tensor, b: Tensor, doc: Tensor) -> Tensor:
