@@ -91,7 +91,7 @@ class Preset:
     seeds: int = 1               # training seeds behind every reported number (intervals: blt_repro.stats)
     # training-FLOP budgets of the isoFLOP sweep (blt_repro.scaling); compute_optimal sizes models for these
     scaling_budgets: tuple[float, ...] = (1e11, 3e11)
-    # training FLOPs of the ablations (Figure 8, Tables 3, 4, 7-9): one of scaling_budgets; 0 = the largest one
+    # training FLOPs of the ablations (Figure 8, Tables 3, 4, 7-9, 12): one of scaling_budgets; 0 = the largest one
     ablation_flops: float = 0.0
 
     def __post_init__(self):

@@ -119,7 +119,6 @@ class HashNgramEmbedding(nn.Module):
 
     def hash_ids(self, tokens: torch.Tensor) -> torch.Tensor:
         "LongTensor[B,S,K]: the bucket of each position in each of the K tables."
-        c = self.config
         return torch.stack([self.rows(tokens, f, n) for f, n in self.config.keys], dim=-1)
 
     def rows(self, tokens: torch.Tensor, f: int, n: int) -> torch.Tensor:

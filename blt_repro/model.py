@@ -21,7 +21,7 @@ from .core import check_int, config_from_dict
 from .tokenizer import EOS_ID, VOCAB_SIZE
 from .layers import (KVCache, RMSNorm, TransformerConfig, TransformerBlock, masked_attention, causal_mask,
                               block_causal_patch_mask, encoder_cross_mask, decoder_cross_mask, local_attention_mask)
-from .hashing import HashNgramConfig, HashNgramEmbedding, ngram_embedding
+from .hashing import HashNgramConfig, ngram_embedding
 from .patching import check_lengths, patch_ids_from_lengths, decoder_patch_ids_from_lengths
 
 # %% ../nbs/08_blt.ipynb #ecc89012
