@@ -18,6 +18,7 @@ from .model import BLT, BLTConfig
 __all__ = ['BLOCK_FIELDS', 'global_mismatches', 'byteify_config', 'byteify', 'init_from_run']
 
 # %% ../nbs/10b_byteify.ipynb #3074d673
+# what two block stacks must share for one's weights to compute the same function in the other (window aside)
 BLOCK_FIELDS: tuple[str, ...] = ("dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim", "rope_theta", "norm_eps")
 
 def global_mismatches(blt: BLTConfig, src: TransformerLMConfig) -> list[str]:
@@ -27,18 +28,18 @@ def global_mismatches(blt: BLTConfig, src: TransformerLMConfig) -> list[str]:
 
 def byteify_config(src: TransformerLMConfig, **overrides) -> BLTConfig:
     "A BLTConfig whose global transformer has the block shape of `src` (a BPE or byte transformer); overrides set the rest."
-    tc = src.transformer_config()
+    tc = src.transformer_config()                                         # the source's blocks, resolved (SwiGLU width)
     shape = dict(d_global=tc.dim, n_layers_global=tc.n_layers, n_heads_global=tc.n_heads, n_kv_heads_global=tc.n_kv_heads,
                  ffn_hidden_global=tc.hidden_dim, rope_theta_global=tc.rope_theta, norm_eps=tc.norm_eps)
-    clash = {k: shape[k] for k in shape if k in overrides and overrides[k] != shape[k]}
+    clash = {k: shape[k] for k in shape if k in overrides and overrides[k] != shape[k]}   # a caller's global shape that cannot fit
     if clash: raise ValueError(f"the source model sets {clash}; drop these overrides (or byteify another source)")
-    return BLTConfig(**{**overrides, **shape})
+    return BLTConfig(**{**overrides, **shape})                            # validated like any BLTConfig
 
 # %% ../nbs/10b_byteify.ipynb #11e6f0e1
 def byteify(blt: BLT, src: TransformerLM) -> BLT:
     """Copy src's transformer blocks into blt's global transformer, in place (paper §6.2). src's embedding, final norm
     and head stay behind; blt's local models, hash tables and input projection keep their own weights."""
-    bad = global_mismatches(blt.config, src.cfg)
+    bad = global_mismatches(blt.config, src.cfg)                          # refuse before touching a weight
     if bad: raise ValueError("the source's blocks do not fit the BLT's global transformer: " + "; ".join(bad)
                              + " (byteify_config builds a BLTConfig that fits)")
     with torch.no_grad():                                                 # same module names, same shapes: a plain load
@@ -52,10 +53,12 @@ def init_from_run(net: nn.Module, run_dir: str | Path, tokenizer=None) -> str:
     run's BPE tokenizer, must equal the run's). Returns which of the two it did."""
     info = read_run_info(run_dir)                                         # a clear error for what is not a run folder
     src = load_network(run_dir, info)                                     # the weights of its latest checkpoint
+    # a BLT from a BPE or byte transformer: the blocks only
     if isinstance(net, BLT) and isinstance(src, TransformerLM): return byteify(net, src) and "byteified"
     if type(net) is not type(src):
         raise ValueError(f"init_from {run_dir}: a {info['family']!r} run cannot start a {type(net).__name__} (a BLT starts "
                          "from a bpe or byte run; any other network from a run of its own kind)")
+    # continued BPE training: the ids must mean the same tokens
     if tokenizer is not None and load_tokenizer(run_dir).token_bytes != tokenizer.token_bytes:
         raise ValueError(f"init_from {run_dir}: its BPE vocabulary differs from this run's (train both with the same corpus and bpe_vocab)")
     try: net.load_state_dict(src.state_dict())                            # strict: every weight, same shapes
