@@ -33,8 +33,8 @@ __all__ = ['RUN_FORMAT', 'RUN_FILE', 'LATEST_FILE', 'METRICS_FILE', 'SUMMARY_FIL
            'ENTROPY_FILE', 'NGRAM_FILE', 'TOKENIZER_FILE', 'LEGACY_FILES', 'NETWORKS', 'RunFolderError', 'write_json',
            'read_json', 'save_tensors', 'load_tensors', 'optimizer_to_tensors', 'optimizer_from_tensors', 'git_commit',
            'check_not_legacy', 'write_run_info', 'read_run_info', 'save_checkpoint', 'latest_checkpoint',
-           'load_checkpoint', 'save_scorer', 'load_scorer', 'save_tokenizer', 'load_tokenizer', 'network_kind',
-           'build_network', 'load_network', 'load_generator']
+           'load_checkpoint', 'cut_metrics', 'save_scorer', 'load_scorer', 'save_tokenizer', 'load_tokenizer',
+           'network_kind', 'build_network', 'load_network', 'load_generator']
 
 # %% ../nbs/16_checkpoint.ipynb #027af465
 RUN_FORMAT = 1                                # version of this layout; a reader refuses any other
@@ -177,6 +177,16 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict, dict, dict] | None:
     tensors = load_tensors(ck / OPTIMIZER_FILE)
     torch.set_rng_state(tensors["rng/cpu"])  # the same random stream as the uninterrupted run
     return load_tensors(ck / MODEL_FILE), optimizer_from_tensors(tensors, state.pop("optimizer")), state
+
+def cut_metrics(path: Path, step: int) -> None:
+    "Keep the metrics lines of steps <= step (a line half-written by a killed process is dropped too): a resumed run rewrites the rest."
+    if not path.exists(): return
+    keep = []  # lines kept, with their newline
+    for line in path.read_text().splitlines():
+        try: rec = json.loads(line)
+        except json.JSONDecodeError: continue                    # the torn last line of a kill
+        if rec.get("step", 0) <= step: keep.append(line + "\n")
+    path.write_text("".join(keep))  # not atomic: a kill here loses only lines the re-run rewrites
 
 # %% ../nbs/16_checkpoint.ipynb #0fb03764
 def _ngram_arrays(m: NGramEntropyModel) -> tuple[dict[str, np.ndarray], dict]:

@@ -54,6 +54,8 @@ EXPERIMENTS: list[Experiment] = [
                "bpb degradation of BLT vs BPE under the paper's five noises; character-level probes"),
     Experiment("multilingual", "27_multilingual.ipynb", "Table 4",  # the UDHR corpus, per script
                "bytes per patch and bpb per script for entropy, space and BPE segmentation"),
+    Experiment("byteify", "30_byteify.ipynb", "Table 5",  # a BPE source, then four arms at the next budget
+               "a BLT whose global model starts from a trained BPE model's blocks, against BLT from scratch and the BPE model trained on"),
     # analytic: no training
     Experiment("paper_flops", "28_paper_flops.ipynb", "Table 2 (inference FLOPs); blog serving-cost appendix",
                "analytic FLOPs/byte of BLT-1B and its entropy model vs Llama-style BPE models; blog cost table recomputed"),

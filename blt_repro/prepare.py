@@ -29,12 +29,13 @@ from .evaluate import byte_id_lengths
 from .flops import blt_flops_per_byte, blt_param_breakdown, byte_transformer_flops_per_byte, bpe_transformer_flops_per_byte, count_params
 from .learned import LearnedChunkConfig, LearnedChunkLM, learned_flops_per_byte
 from .checkpoint import build_network as network_from_config, load_tensors, network_kind, save_tensors
+from .byteify import init_from_run
 
 # %% auto #0
 __all__ = ['MODEL_PRESETS', 'UNPATCHED', 'FAMILIES', 'PRECISIONS', 'model_config', 'patcher_config', 'TrainConfig', 'TokenStream',
-           'cache_root', 'docs_key', 'cache_lock', 'trained_entropy_model', 'ngram_scorer', 'stream_entropies',
-           'calibrated_threshold', 'RunData', 'build_data', 'LanguageModel', 'nats_of', 'build_network',
-           'measure_bytes_per_patch', 'flops_per_byte', 'param_counts']
+           'init_folder', 'cache_root', 'docs_key', 'cache_lock', 'trained_entropy_model', 'ngram_scorer',
+           'stream_entropies', 'calibrated_threshold', 'RunData', 'build_data', 'LanguageModel', 'nats_of',
+           'build_network', 'measure_bytes_per_patch', 'flops_per_byte', 'param_counts']
 
 # %% ../nbs/17_prepare.ipynb #135ad10c
 _TINY_BLT = TINY_BLT                                 # one definition, in 08_blt: BLTConfig.tiny() builds the same
@@ -114,6 +115,11 @@ class TrainConfig:
     entropy_source: str = "neural"       # blt: "neural" (entropy model trained here, cached) or "ngram"
     entropy_steps: int = 300             # blt, neural: entropy-model training steps
     bpe_vocab: int = 1024                # bpe: vocabulary size of the byte-level BPE
+    # a run folder whose trained weights start this run (10b_byteify): the same network -> all of them (continued
+    # training); a BLT from a BPE or byte transformer -> its blocks into the global model. A relative path that does
+    # not exist from here is read under the cache root (where train_cached keeps runs)
+    init_from: str | None = None
+    global_lr_scale: float = 1.0         # BLT: learning rate of the global transformer / lr (byteification: 0.1, §6.2)
     fsdp: bool = False                   # distributed: FSDP2 fully_shard instead of DDP
     check_leak: bool = True              # raise evaluate.LeakSuspected when val bpb << train bpb
     progress: bool = True                # tqdm bar (rank 0)
@@ -154,6 +160,11 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "grad_clip"): check_number(name, getattr(self, name), lo=0)
         check_number("min_lr_ratio", self.min_lr_ratio, lo=0, hi=1)
         check_number("patch_size", self.patch_size, lo=1, none_ok=True)
+        check_number("global_lr_scale", self.global_lr_scale, lo=1e-6)
+        if self.global_lr_scale != 1 and network_kind(self.model) != "blt":
+            raise ValueError(f"global_lr_scale applies to the BLT families (blt, space, static), not {self.model!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ValueError(f"init_from must be a run folder path or None, got {self.init_from!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -180,6 +191,11 @@ class TokenStream:
         return torch.from_numpy(self.ids[a:b]), None if self.aux is None else torch.from_numpy(self.aux[a:b])
 
 # %% ../nbs/17_prepare.ipynb #88e626ed
+def init_folder(path: str) -> Path:
+    "The run folder `TrainConfig.init_from` names: the path itself, or (when it does not exist) the same under the cache root."
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else cache_root() / p
+
 def cache_root() -> Path:
     "`$BLT_CACHE_DIR` if set, else `<project root>/.cache`."
     return Path(os.environ["BLT_CACHE_DIR"]) if os.environ.get("BLT_CACHE_DIR") else project_root() / ".cache"
@@ -331,6 +347,7 @@ def build_network(cfg: TrainConfig, data: RunData) -> nn.Module:
     net = network_from_config(cfg.model, dataclasses.asdict(mc))
     hem = getattr(net, "encoder_hash_tok_embedding", None)
     if hasattr(hem, "fit"): hem.fit(torch.from_numpy(np.asarray(data.train.ids, dtype=np.int64)))   # frequency n-grams
+    if cfg.init_from: init_from_run(net, init_folder(cfg.init_from), tok)   # 10b_byteify: trained weights, not random
     return net
 
 # %% ../nbs/17_prepare.ipynb #538bda93

@@ -26,7 +26,7 @@ from .core import autocast_dtype, pick_device, seed_everything
 from .model import BLT
 from .patching import PatcherConfig
 from .evaluate import check_no_leak, evaluate_bpb
-from .checkpoint import (METRICS_FILE, RUN_FILE, SUMMARY_FILE, check_not_legacy, load_checkpoint, read_json,
+from .checkpoint import (METRICS_FILE, RUN_FILE, SUMMARY_FILE, check_not_legacy, cut_metrics, load_checkpoint, read_json,
                                   save_checkpoint, save_scorer, save_tokenizer, write_json, write_run_info)
 from .prepare import (FAMILIES, MODEL_PRESETS, PRECISIONS, LanguageModel, RunData, TokenStream, TrainConfig,
                                build_data, build_network, cache_lock, cache_root, flops_per_byte, measure_bytes_per_patch,
@@ -67,10 +67,15 @@ def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    "AdamW: decay on >= 2-D parameters (matrices, embeddings, hash tables), none on 1-D norm gains."
-    params = [p for p in model.parameters() if p.requires_grad]  # frozen parameters (none today) are left out
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    """AdamW: decay on >= 2-D parameters (matrices, embeddings, hash tables), none on 1-D norm gains. A BLT's global
+    transformer learns at global_lr_scale x the rate (its group's `lr_scale`; byteification: 0.1)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # frozen parameters are left out
+    scale = lambda name: cfg.global_lr_scale if "global_transformer." in name else 1.0
+    groups = []
+    for s in sorted({scale(n) for n, _ in named}):          # one scale (two groups) unless global_lr_scale != 1
+        for wd, matrices in ((cfg.weight_decay, True), (0.0, False)):
+            ps = [p for n, p in named if scale(n) == s and (p.dim() >= 2) == matrices]
+            if ps: groups.append({"params": ps, "weight_decay": wd, "lr_scale": s})
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=1e-8)  # eps 1e-8 as officially
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -208,16 +213,6 @@ def _state_dicts(model: nn.Module, opt) -> tuple[dict, dict]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
     return get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
-def _cut_metrics(path: Path, step: int) -> None:
-    "Keep the metrics lines of steps <= step (a line half-written by a killed process is dropped too)."
-    if not path.exists(): return
-    keep = []  # lines kept, with their newline
-    for line in path.read_text().splitlines():
-        try: rec = json.loads(line)
-        except json.JSONDecodeError: continue                    # the torn last line of a kill
-        if rec.get("step", 0) <= step: keep.append(line + "\n")
-    path.write_text("".join(keep))  # not atomic: a kill here loses only lines the re-run rewrites
-
 def resume(run: Run) -> None:
     "Continue from the run folder's latest checkpoint, if there is one; else start the metrics log afresh."
     if run.out is None: return
@@ -236,7 +231,7 @@ def resume(run: Run) -> None:
     # a partial metrics window continues exactly
     run.window, run.last_log = [tuple(w) for w in state["window"]], state["last_log"]
     run.elapsed_before = state["elapsed_s"]  # elapsed_s keeps counting across restarts
-    if run.dist.main: _cut_metrics(metrics, run.step)  # lines past the checkpoint are re-written by this run
+    if run.dist.main: cut_metrics(metrics, run.step)  # lines past the checkpoint are re-written by this run
 
 # %% ../nbs/11_train.ipynb #bf03192a
 def _batch(stream: TokenStream, idx: list[int], row_len: int, device) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -250,7 +245,7 @@ def train_step(run: Run) -> None:
     "One optimizer step on this rank's share of the global batch; updates the counters and the metrics window."
     cfg, d, data = run.cfg, run.dist, run.data
     run.lr = lr_at(run.step, cfg, run.total_steps)
-    for g in run.opt.param_groups: g["lr"] = run.lr  # the schedule sets the rate of every step
+    for g in run.opt.param_groups: g["lr"] = run.lr * g.get("lr_scale", 1.0)  # the schedule, scaled per group
     x, y, aux = _batch(data.train, run.sampler.batch(run.step, d.rank, d.world), data.row_len, d.device)
     run.lm.bytes_per_patch(reset=True)                                       # patch counts of this step's forward only
     with torch.autocast(d.device.type, dtype=run.amp or torch.float32, enabled=run.amp is not None):

@@ -103,8 +103,8 @@ def test_every_experiment_notebook_keeps_the_contract(exp):
 def test_experiment_names_are_unique_and_notebooks_registered_once():
     names, files = [e.name for e in cli.EXPERIMENTS], [e.notebook for e in cli.EXPERIMENTS]
     assert len(set(names)) == len(names) and len(set(files)) == len(files)
-    on_disk = sorted(p.name for p in (cli.project_root() / "nbs").glob("2[0-9]_*.ipynb"))
-    assert on_disk == sorted(files), "every experiment notebook (nbs/2N_*.ipynb) must be registered in cli.EXPERIMENTS"
+    on_disk = sorted(p.name for p in (cli.project_root() / "nbs").glob("[23][0-9]_*.ipynb"))
+    assert on_disk == sorted(files), "every experiment notebook (nbs/2N_*.ipynb, nbs/3N_*.ipynb) must be registered in cli.EXPERIMENTS"
 
 
 @pytest.mark.parametrize("exp", cli.EXPERIMENTS, ids=lambda e: e.name)
