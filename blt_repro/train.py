@@ -165,6 +165,7 @@ class Run:
 
 # %% ../nbs/11_train.ipynb #46455b8b
 _MAY_DIFFER = ("stop_at", "progress", "out_dir")                # fields a resumed run may change
+_LATER = {"init_from": None, "global_lr_scale": 1.0}            # fields added after RUN_FORMAT 1, at their defaults
 
 def check_same_run(out: Path, cfg: TrainConfig) -> None:
     "Refuse to resume a run folder written by another config (or by an older blt-repro)."
@@ -362,9 +363,11 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
 
 # %% ../nbs/11_train.ipynb #65a69320
 def run_dir_for(cfg: TrainConfig) -> Path:
-    "Cache folder of cfg's run: keyed by the run-folder format and every config field except out_dir/progress/stop_at."
+    """Cache folder of cfg's run: keyed by the run-folder format and every config field except out_dir/progress/stop_at
+    (fields added later count only away from their defaults, so the runs cached before them keep their folders)."""
     from blt_repro.checkpoint import RUN_FORMAT
-    d = {k: v for k, v in cfg.to_dict().items() if k not in _MAY_DIFFER} | {"run_format": RUN_FORMAT}
+    d = {k: v for k, v in cfg.to_dict().items() if k not in _MAY_DIFFER and not (k in _LATER and _LATER[k] == v)}
+    d["run_format"] = RUN_FORMAT
     key = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_root() / "runs" / f"{cfg.model}-{cfg.preset}-{key}"
 
