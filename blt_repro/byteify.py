@@ -7,7 +7,6 @@ global model at a 10× lower learning rate (paper §6.2, Table 5) — and see wh
 from __future__ import annotations
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .baselines import TransformerLM, TransformerLMConfig
@@ -42,8 +41,8 @@ def byteify(blt: BLT, src: TransformerLM) -> BLT:
     bad = global_mismatches(blt.config, src.cfg)                          # refuse before touching a weight
     if bad: raise ValueError("the source's blocks do not fit the BLT's global transformer: " + "; ".join(bad)
                              + " (byteify_config builds a BLTConfig that fits)")
-    with torch.no_grad():                                                 # same module names, same shapes: a plain load
-        blt.global_transformer.layers.load_state_dict(src.transformer.layers.state_dict())
+    # same module names, same shapes: a plain (strict) load, which copies without autograd
+    blt.global_transformer.layers.load_state_dict(src.transformer.layers.state_dict())
     return blt
 
 # %% ../nbs/10b_byteify.ipynb #2e29aef1
@@ -54,7 +53,9 @@ def init_from_run(net: nn.Module, run_dir: str | Path, tokenizer=None) -> str:
     info = read_run_info(run_dir)                                         # a clear error for what is not a run folder
     src = load_network(run_dir, info)                                     # the weights of its latest checkpoint
     # a BLT from a BPE or byte transformer: the blocks only
-    if isinstance(net, BLT) and isinstance(src, TransformerLM): return byteify(net, src) and "byteified"
+    if isinstance(net, BLT) and isinstance(src, TransformerLM):
+        byteify(net, src)
+        return "byteified"
     if type(net) is not type(src):
         raise ValueError(f"init_from {run_dir}: a {info['family']!r} run cannot start a {type(net).__name__} (a BLT starts "
                          "from a bpe or byte run; any other network from a run of its own kind)")
