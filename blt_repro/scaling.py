@@ -15,14 +15,15 @@ from .stats import estimate
 from .prepare import MODEL_PRESETS, TrainConfig, model_config
 
 # %% auto #0
-__all__ = ['RUNGS', 'PATCHED', 'head_count', 'rung_shape', 'family_config', 'sweep_config', 'point', 'fit_parabola', 'vertex',
-           'fit_optimum', 'guess_rung', 'rung_params', 'sweep_budget', 'next_rung', 'fit_power_law', 'power_law_at',
-           'isoflop', 'laws_of', 'load_isoflop', 'compute_optimal', 'plot_isoflop']
+__all__ = ['RUNGS', 'PATCHED', 'BLT_SIZED', 'head_count', 'rung_shape', 'family_config', 'sweep_config', 'point', 'fit_parabola',
+           'vertex', 'fit_optimum', 'guess_rung', 'rung_params', 'sweep_budget', 'next_rung', 'fit_power_law',
+           'power_law_at', 'isoflop', 'laws_of', 'load_isoflop', 'compute_optimal', 'plot_isoflop']
 
 # %% ../nbs/19b_scaling.ipynb #5062acee
 RUNGS: tuple[tuple[int, int], ...] = ((16, 1), (32, 1), (48, 2), (64, 2), (96, 3), (128, 4), (192, 5), (256, 6), (384, 8),
                                       (512, 10))             # (width, layers) of each rung, smallest first
 PATCHED: tuple[str, ...] = ("blt", "space", "static")        # families with a BLT network (they share its ladder)
+BLT_SIZED: tuple[str, ...] = (*PATCHED, "learned")           # families sized by BLT's ladder and N_opt law
 
 def head_count(width: int) -> int:
     "Attention heads of a model `width` wide: heads of 16 dims below width 128, of 32 from 128."
@@ -38,9 +39,13 @@ def family_config(family: str, rung: int, preset: str = "tiny") -> dict:
     "The model_config overrides (a full shape) of `family` at `rung` in `preset`."
     width, layers, heads = rung_shape(rung)                              # the global model of a BLT
     if family in ("byte", "bpe"): return dict(dim=width, n_layers=layers, n_heads=heads)
-    if family not in PATCHED: raise ValueError(f"unknown family {family!r}; choose from byte, bpe, {', '.join(PATCHED)}")
+    if family not in BLT_SIZED: raise ValueError(f"unknown family {family!r}; choose from byte, bpe, {', '.join(BLT_SIZED)}")
     base = MODEL_PRESETS[preset]["blt"]                                  # window, k and hash buckets of the preset
     d_local = max(16, width // 2)                                        # paper 1B: d_local = d_global / 2
+    if family == "learned":                                              # main network = the rung, byte stacks = BLT's local
+        return dict(d_outer=d_local, d_main=width, n_layers_encoder=1, n_layers_main=layers,
+                    n_layers_decoder=max(1, round(layers / 3)), n_heads_outer=max(1, d_local // 16), n_heads_main=heads,
+                    window=base["local_window"], target_ratio=get_preset(preset).patch_size)
     return dict(d_global=width, n_layers_global=layers, n_heads_global=heads, d_local=d_local,
                 n_heads_local=max(1, d_local // 16), n_layers_encoder=1, n_layers_decoder=max(1, round(layers / 3)),
                 cross_attn_k=base["cross_attn_k"], local_window=base["local_window"],
@@ -189,7 +194,7 @@ def load_isoflop(preset: str = "tiny") -> dict:
 def compute_optimal(family: str, flops: float, preset: str = "tiny", fit: dict | None = None) -> dict:
     "The compute-optimal shape of `family` at `flops`: {'model_config', 'rung', 'params', 'n_opt', 'method', 'extrapolated'}."
     fit = fit or load_isoflop(preset)                                    # a test may pass its own fit
-    source = "blt" if family in PATCHED else family                      # space/static: BLT's ladder and law
+    source = "blt" if family in BLT_SIZED else family                    # space/static/learned: BLT's ladder and law
     if source not in fit["families"]: raise ValueError(f"no isoFLOP sweep of {source!r} in preset {preset!r}")
     f = fit["families"][source]
     sizes = {p["rung"]: p["params"] for b in f["budgets"].values() for p in b["points"]}  # every swept rung
