@@ -9,8 +9,8 @@ import time
 from collections.abc import Sequence
 
 # %% auto #0
-__all__ = ['global_patch_lengths_loop', 'seconds', 'bench_patching', 'bench_entropies', 'bench_forward', 'bench_train',
-           'bench_generate']
+__all__ = ['global_patch_lengths_loop', 'seconds', 'bench_patching', 'bench_entropies', 'bench_forward', 'matmul_peak_gflops',
+           'bench_train', 'bench_generate']
 
 # %% ../nbs/18_bench.ipynb #51fb7d88
 import torch
@@ -163,6 +163,12 @@ def _train_rows(steps: int, batch_size: int, seq_len: int) -> list[torch.Tensor]
     n = (len(stream) - 1) // seq_len                                             # rows overlap by one id
     return [stream[i * seq_len: i * seq_len + seq_len + 1] for i in range(n)]
 
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    "GFLOP/s of an n×n by n×n matmul (2n³ FLOPs; best of `repeats`) on the current threads: a practical peak."
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b                                                                        # warm-up
+    return 2 * n**3 / min(seconds(lambda: a @ b) for _ in range(repeats)) / 1e9
+
 def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: int = 0) -> dict:
     "Training bytes/s of the tiny BLT (space patches) vs a byte transformer with its global shape, measured in turns."
     torch.manual_seed(seed)
@@ -183,12 +189,16 @@ def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: i
     fpb = {"blt": blt_flops_per_byte(bcfg, patch, seq_len)["total"],
            "byte": byte_transformer_flops_per_byte(tcfg.transformer_config(), seq_len)["total"]}
     bps = {k: batch_size * seq_len / statistics.median(t) for k, t in times.items()}   # bytes per second
+    gflops = {k: 3 * fpb[k] * bps[k] / 1e9 for k in bps}                       # training = 3 × forward FLOPs
+    peak = matmul_peak_gflops()                                                  # same threads, fp32, this run
     return {"benchmark": "train", "seq_len": seq_len, "batch_size": batch_size, "steps": steps, "threads": torch.get_num_threads(),
             "blt_bytes_per_patch": round(patch, 3), "blt_params": count_params(models["blt"]), "byte_params": count_params(models["byte"]),
             "blt_bytes_per_s": round(bps["blt"]), "byte_bytes_per_s": round(bps["byte"]),
             "speed_ratio_blt_over_byte": round(bps["blt"] / bps["byte"], 3),
             "blt_flops_per_byte": round(fpb["blt"]), "byte_flops_per_byte": round(fpb["byte"]),
-            "flops_ratio_byte_over_blt": round(fpb["byte"] / fpb["blt"], 3)}
+            "flops_ratio_byte_over_blt": round(fpb["byte"] / fpb["blt"], 3),
+            "blt_gflops": round(gflops["blt"], 1), "byte_gflops": round(gflops["byte"], 1), "matmul_peak_gflops": round(peak, 1),
+            "blt_efficiency": round(gflops["blt"] / peak, 3), "byte_efficiency": round(gflops["byte"] / peak, 3)}
 
 # %% ../nbs/18_bench.ipynb #24b5aa17
 import resource
