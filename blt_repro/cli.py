@@ -172,11 +172,13 @@ def reproduce(preset: str = "tiny", only: list[str] | None = None, device: str =
 
 # %% ../nbs/15_cli.ipynb #4f47f045
 def bench(what: str, mib: float = 4.0) -> dict:
-    "Run benchmark `what` (patching) and return its JSON-able result."
+    "Run benchmark `what` (patching, forward, train or generate) and return its JSON-able result."
     import torch
     if what == "forward":
         from blt_repro.bench import bench_forward
-        return {"hardware": hardware()} | bench_forward()
+        from blt_repro.model import BLTConfig
+        plain = BLTConfig.tiny(document_mask=False, local_window=1024)   # a window as long as the rows: plain causal
+        return {"hardware": hardware()} | bench_forward() | {"plain": bench_forward(plain)}
     if what == "generate":
         from blt_repro.bench import bench_generate
         return {"hardware": hardware()} | bench_generate()
@@ -258,7 +260,7 @@ def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="measure throughput; prints one JSON object")
     b.add_argument("what", choices=["patching", "forward", "train", "generate"],
                    help="patching: n-gram entropies and patching vs a Python loop; forward: tiny BLT vs transformers' "
-                   "BltForCausalLM; train: training bytes/s of the tiny BLT vs a byte transformer of its global size; "
+                   "BltForCausalLM (windowed local attention, and plain causal under 'plain'); train: training bytes/s of the tiny BLT vs a byte transformer of its global size; "
                    "generate: cached incremental generation vs recompute-per-byte vs the port")
     b.add_argument("--mib", type=float, default=4.0, help="MiB of text to patch (default 4)")       # patching only
 

@@ -124,7 +124,8 @@ def attention_keys_loop(n: int, window: int | None = None, mode: str = "context"
     _check_mode(mode)
     if mode == "kernel":                                       # the entries of the mask our attention would use
         m = local_attention_mask(torch.zeros(1, n, dtype=torch.long), window, eos_id=None)
-        return m.blocks(1).numel() / n if isinstance(m, BandedMask) else float(m.shape[-1])  # [nb,1,W,2W] or [1,1,n,n]
+        banded = isinstance(m, BandedMask) and 2 * m.window < n                    # else dense, or plain causal
+        return m.blocks(1).numel() / n if banded else float(n)                       # [nb,1,W,2W] or n keys
     mask = causal_mask(n) if window is None else sliding_window_mask(n, window)   # [n,n] bool
     per_query = mask.sum(1).float()                                                  # [n] keys of each query
     return per_query.max().item() if mode == "context" else per_query.mean().item()
@@ -179,8 +180,8 @@ def _blocks_per_position(tc: TransformerConfig, keys: float) -> tuple[float, flo
     return tc.n_layers * block_linear_flops(tc), tc.n_layers * attention_score_flops(tc.n_heads * tc.head_dim, keys)
 
 def _patches_seen(n_patches: float, window: int | None, mode: str) -> float:
-    "Patches one cross-attention query reads: its own (window None) or up to `window` of them; dense = all."
-    if mode == "kernel": return n_patches                                                           # a dense mask: every query scores all patches (masked or not)
+    "Patches one decoder cross-attention query reads: its own (window None) or up to `window` of them."
+    if mode == "kernel": return float(window or 1)                                                 # gather form (model.SlotMask): exactly its window's patches
     return 1.0 if window is None else attention_keys(n_patches, window, mode)                       # no window: a query reads only its own patch
 
 def blt_flop_terms(cfg: BLTConfig, patch_size: float, seq_len: int,

@@ -7,13 +7,20 @@ from __future__ import annotations
 import torch
 
 from .hashing import HashNgramConfig
-from .layers import HF_BLOCK_NAMES
 from .model import BLT, BLTConfig
 
 # %% auto #0
-__all__ = ['CROSS_NAMES', 'hf_name', 'config_from_hf', 'config_to_hf', 'blt_from_hf', 'blt_to_hf', 'blt_from_pretrained']
+__all__ = ['HF_BLOCK_NAMES', 'CROSS_NAMES', 'hf_name', 'config_from_hf', 'config_to_hf', 'blt_from_hf', 'blt_to_hf',
+           'blt_from_pretrained']
 
 # %% ../nbs/14_hf.ipynb #b3b26a86
+HF_BLOCK_NAMES: dict[str, str] = {  # our TransformerBlock parameter name -> transformers' BltTransformerLayer name
+    "attention_norm.weight": "input_layernorm.weight", "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attention.wq.weight": "self_attn.q_proj.weight", "attention.wk.weight": "self_attn.k_proj.weight",
+    "attention.wv.weight": "self_attn.v_proj.weight", "attention.wo.weight": "self_attn.o_proj.weight",
+    "feed_forward.w1.weight": "mlp.gate_proj.weight", "feed_forward.w3.weight": "mlp.up_proj.weight",
+    "feed_forward.w2.weight": "mlp.down_proj.weight"}
+
 CROSS_NAMES: dict[str, str] = {  # our CrossAttention parameter name -> transformers' BltCrossAttention name
     "cross_attn_norm_q.weight": "q_norm.weight", "cross_attn_norm_kv.weight": "k_norm.weight",
     "wq.weight": "q_proj.weight", "wk.weight": "k_proj.weight", "wv.weight": "v_proj.weight", "wo.weight": "o_proj.weight"}

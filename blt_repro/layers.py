@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['HF_BLOCK_NAMES', 'RMSNorm', 'rope_cos_sin', 'apply_rope', 'rope_halves_permutation', 'ffn_hidden_dim',
-           'TransformerConfig', 'masked_attention', 'Attention', 'SwiGLU', 'TransformerBlock', 'Transformer',
-           'causal_mask', 'sliding_window_mask', 'document_ids', 'document_causal_mask', 'BandedMask',
-           'banded_attention', 'local_attention_mask', 'patch_eos_flags', 'block_causal_patch_mask',
-           'encoder_cross_mask', 'decoder_cross_mask', 'KVCache', 'causality_violation']
+__all__ = ['RMSNorm', 'rope_cos_sin', 'apply_rope', 'rope_halves_permutation', 'ffn_hidden_dim', 'TransformerConfig',
+           'masked_attention', 'Attention', 'SwiGLU', 'TransformerBlock', 'Transformer', 'causal_mask',
+           'sliding_window_mask', 'document_ids', 'document_causal_mask', 'BandedMask', 'banded_attention',
+           'local_attention_mask', 'patch_eos_flags', 'block_causal_patch_mask', 'encoder_cross_mask',
+           'decoder_cross_mask', 'KVCache', 'causality_violation']
 
 # %% ../nbs/05_layers.ipynb #a02b0ac2
 import torch
@@ -111,7 +111,7 @@ class TransformerConfig:
 # %% ../nbs/05_layers.ipynb #a914e4de
 def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     "softmax(q k^T / sqrt(d)) v for q [B,H,Q,D], k/v [B,Hkv,K,D], bool mask [B|1,H|1,Q,K]; all-False rows give 0."
-    if not isinstance(mask, Tensor): return banded_attention(q, k, v, mask)   # a BandedMask (sliding window, below)
+    if not isinstance(mask, Tensor): return mask.attend(q, k, v)   # a structured mask (BandedMask below) attends itself
     if mask.dtype != torch.bool: raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
     if mask.dim() != 4 or mask.shape[-2:] != (q.shape[-2], k.shape[-2]):
         raise ValueError(f"mask must be [B|1, H|1, Q={q.shape[-2]}, K={k.shape[-2]}], got {tuple(mask.shape)}")
@@ -250,6 +250,8 @@ class BandedMask:
         same = doc[:, :, :, None] == k_doc[:, :, None, :]                             # [B,n,W,2W]
         return (band & same).flatten(0, 1)[:, None]                                   # [B*n,1,W,2W]
 
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor: return banded_attention(q, k, v, self)
+
 def _to_blocks(x: Tensor, W: int) -> Tensor:
     "[B,h,S,D] -> [B,n,h,W,D], zero-padded to n*W positions."
     n = -(-x.shape[2] // W)
@@ -260,6 +262,8 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: BandedMask) -> Tenso
     "Sliding-window attention, q [B,H,S,D], k/v [B,Hkv,S,D]: each block of W queries reads 2W keys -> [B,H,S,D]."
     B, H, S, D = q.shape
     if S != mask.seq_len or k.shape[2] != S: raise ValueError(f"BandedMask is for S={mask.seq_len}, got q {S} / k {k.shape[2]}")
+    if mask.doc is None and mask.window >= S:                                         # the band is the whole row:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=k.shape[1] != H)   # plain causal
     W = mask.window
     qb = _to_blocks(q, W)                                                             # [B,n,H,W,D]
     kb, vb = _to_blocks(k, W), _to_blocks(v, W)                                       # [B,n,Hkv,W,D]
@@ -277,8 +281,8 @@ def local_attention_mask(tokens: Tensor, window: int | None, eos_id: int | None 
     if window is not None and 2 * window < S:                                        # banded pays off
         return BandedMask(window, S, None if eos_id is None else document_ids(tokens == eos_id))
     if eos_id is not None: return document_causal_mask(tokens, eos_id, window)       # [B,1,S,S]
-    m = causal_mask(S, tokens.device) if window is None else sliding_window_mask(S, window, tokens.device)
-    return m[None, None]                                                              # [1,1,S,S]
+    if window is None or window >= S: return BandedMask(S, S)                        # plain causal: no S×S tensor
+    return sliding_window_mask(S, window, tokens.device)[None, None]                  # [1,1,S,S]
 
 # %% ../nbs/05_layers.ipynb #e867c1db
 def patch_eos_flags(tokens: Tensor, patch_ids: Tensor, n_patches: int, eos_id: int = EOS_ID) -> Tensor:
@@ -389,11 +393,3 @@ def causality_violation(model: nn.Module, x: Tensor, x_changed: Tensor, t: int, 
     with torch.no_grad():
         a, b = model(x, mask_fn(x)), model(x_changed, mask_fn(x_changed))
     return (a[:, : t + 1] - b[:, : t + 1]).abs().max().item()
-
-# %% ../nbs/05_layers.ipynb #d9f02cf8
-HF_BLOCK_NAMES: dict[str, str] = {  # our TransformerBlock parameter name -> transformers' BltTransformerLayer name
-    "attention_norm.weight": "input_layernorm.weight", "ffn_norm.weight": "post_attention_layernorm.weight",
-    "attention.wq.weight": "self_attn.q_proj.weight", "attention.wk.weight": "self_attn.k_proj.weight",
-    "attention.wv.weight": "self_attn.v_proj.weight", "attention.wo.weight": "self_attn.o_proj.weight",
-    "feed_forward.w1.weight": "mlp.gate_proj.weight", "feed_forward.w3.weight": "mlp.up_proj.weight",
-    "feed_forward.w2.weight": "mlp.down_proj.weight"}

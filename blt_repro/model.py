@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TINY_BLT', 'BLTConfig', 'CrossAttention', 'max_pool_patches', 'max_pool_patches_loop', 'LocalEncoder',
+__all__ = ['TINY_BLT', 'BLTConfig', 'CrossAttention', 'SlotMask', 'max_pool_patches', 'max_pool_patches_loop', 'LocalEncoder',
            'GlobalTransformer', 'LocalDecoder', 'check_blt_inputs', 'BLT']
 
 # %% ../nbs/08_blt.ipynb #ac6e9b4f
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .core import check_int, config_from_dict
 from .tokenizer import EOS_ID, VOCAB_SIZE
-from .layers import (KVCache, RMSNorm, TransformerConfig, TransformerBlock, masked_attention, causal_mask,
+from .layers import (BandedMask, KVCache, RMSNorm, TransformerConfig, TransformerBlock, masked_attention,
                               block_causal_patch_mask, encoder_cross_mask, decoder_cross_mask, local_attention_mask)
 from .hashing import HashNgramConfig, ngram_embedding
 from .patching import check_lengths, patch_ids_from_lengths, decoder_patch_ids_from_lengths
@@ -147,13 +147,38 @@ class CrossAttention(nn.Module):
         self.wo = nn.Linear(n_heads * self.head_dim, dim, bias=False)
 
     def forward(self, x: Tensor, kv: Tensor, mask: Tensor) -> Tensor:
-        "x [B,Q,dim] queries, kv [B,K,dim], bool mask [B,1,Q,K] -> the update to add to x (x+attn if double_residual)."
+        "x [B,Q,dim], kv [B,K,dim], bool mask [B,1,Q,K] (or a SlotMask) -> the update to x (x+attn if double_residual)."
         q = self.wq(self.cross_attn_norm_q(x)).unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)  # [B,H,Q,D]
         kv = self.cross_attn_norm_kv(kv)
         k = self.wk(kv).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)   # [B,Hkv,K,D]
         v = self.wv(kv).unflatten(-1, (self.n_kv_heads, self.head_dim)).transpose(1, 2)   # [B,Hkv,K,D]
         out = self.wo(masked_attention(q, k, v, mask).transpose(1, 2).flatten(2))  # [B,H,Q,D] -> [B,Q,H*D] -> [B,Q,dim]
         return x + out if self.double_residual else out
+
+# %% ../nbs/08_blt.ipynb #e7e492ca
+@dataclass
+class SlotMask:
+    "The decoder's cross-attention mask in gather form: byte i reads the k slots of patches ids[i]-W+1..ids[i]."
+    ids: Tensor                   # [B,S] decoder patch id of every byte (-1: reads nothing)
+    n_patches: int                # P: the keys are P*k slots, k per patch
+    k: int = 1                    # slots per patch
+    window: int | None = None     # W: patches read, up to and including its own (None: its own only)
+
+    def dense(self) -> Tensor:
+        "The equivalent [B,1,S,P*k] bool mask."
+        return decoder_cross_mask(self.ids, self.n_patches, self.k, self.window)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        "q [B,H,S,D], k/v [B,Hkv,P*k,D] -> [B,H,S,D]: each byte attends its own n = W*k slots only."
+        (B, H, S, D), w, dev = q.shape, self.window or 1, q.device
+        p = self.ids[..., None] - torch.arange(w - 1, -1, -1, device=dev)                 # [B,S,W] patches read
+        ok = ((p >= 0) & (p < self.n_patches)).repeat_interleave(self.k, -1)              # [B,S,n] slots that exist
+        slot = (p.clamp(0, self.n_patches - 1)[..., None] * self.k + torch.arange(self.k, device=dev)).flatten(2)
+        rows, n = torch.arange(B, device=dev)[:, None, None], slot.shape[2]
+        pick = lambda x: x.transpose(1, 2)[rows, slot].flatten(0, 1).transpose(1, 2)     # [B,Hkv,P*k,D] -> [B*S,Hkv,n,D]
+        out = masked_attention(q.transpose(1, 2).reshape(B * S, H, 1, D), pick(k), pick(v), ok.view(B * S, 1, 1, n))
+        return out.view(B, S, H, D).transpose(1, 2)                                       # [B*S,H,1,D] -> [B,H,S,D]
+
 
 # %% ../nbs/08_blt.ipynb #9e2992b9
 def max_pool_patches(h: Tensor, patch_ids: Tensor, n_patches: int) -> Tensor:
@@ -266,13 +291,13 @@ class LocalDecoder(nn.Module):
     def decode(self, h: Tensor, slots: Tensor, decoder_patch_ids: Tensor, self_mask: Tensor,
                cross_mask: Tensor | None = None, positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
         """h [B,S,d] encoder byte states, slots [B,P,k,d], decoder_patch_ids [B,S] (byte i reads slots[:, ids[i]]) ->
-        logits [B,S,vocab] float32. cross_mask [B,1,S,P*k] (default: built from the ids); positions [B,S] and a
+        logits [B,S,vocab] float32. cross_mask [B,1,S,P*k] or a SlotMask (default: a SlotMask of the ids); positions [B,S] and a
         KVCache with its self_mask: the next bytes of a row (layers.Transformer)."""
         cfg, (B, P, k, d) = self.cfg, slots.shape
         if cfg.cross_attn_decoder:
             kv = slots.flatten(1, 2)                                                   # [B,P,k,d] -> [B,P*k,d]
             if cross_mask is None:
-                cross_mask = decoder_cross_mask(decoder_patch_ids, P, k, cfg.cross_attn_window_decoder)
+                cross_mask = SlotMask(decoder_patch_ids, P, k, cfg.cross_attn_window_decoder)
         else:
             idx = decoder_patch_ids[..., None].expand(-1, -1, d)                       # [B,S] -> [B,S,d]
             h = h + torch.gather(slots[:, :, 0], 1, idx)                               # add the slot of dec_id[i]
@@ -323,10 +348,10 @@ class BLT(nn.Module):
         eos = EOS_ID if cfg.document_mask else None
         local = local_attention_mask(tokens, cfg.local_window, eos)                       # [B|1,1,S,S] or banded
         glob = (block_causal_patch_mask(tokens, patch_ids, P, EOS_ID) if cfg.document_mask  # [B,1,P,P]
-                else causal_mask(P, tokens.device)[None, None])                           # [1,1,P,P]
+                else BandedMask(P, P))                                                    # plain causal over P patches
         return dict(patch_ids=patch_ids, decoder_patch_ids=dec_ids, local=local, glob=glob,
                     enc_cross=encoder_cross_mask(patch_ids, P, cfg.cross_attn_k, cfg.cross_attn_window_encoder),
-                    dec_cross=decoder_cross_mask(dec_ids, P, cfg.cross_attn_k, cfg.cross_attn_window_decoder))
+                    dec_cross=SlotMask(dec_ids, P, cfg.cross_attn_k, cfg.cross_attn_window_decoder))
 
     @property
     def embed_context(self) -> int:

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blt_repro.layers import (HF_BLOCK_NAMES, Attention, KVCache, RMSNorm, SwiGLU, Transformer, TransformerBlock,
+from blt_repro.hf import HF_BLOCK_NAMES
+from blt_repro.layers import (Attention, KVCache, RMSNorm, SwiGLU, Transformer, TransformerBlock,
                               TransformerConfig, apply_rope, block_causal_patch_mask, causal_mask,
                               causality_violation, decoder_cross_mask, document_causal_mask, document_ids,
                               encoder_cross_mask, ffn_hidden_dim, masked_attention, patch_eos_flags,
