@@ -108,6 +108,15 @@ from .data import pack_documents
 from .hf import blt_to_hf
 from .model import BLT, BLTConfig
 from .patching import space_patch_lengths
+from .core import pick_device
+
+def _sync(device: torch.device) -> None:
+    "Wait for the device's queued work, so wall-clock time covers it (a no-op on the CPU)."
+    if device.type == "cuda": torch.cuda.synchronize(device)
+
+def _amp(device: torch.device):
+    "bf16 autocast on a GPU (what training uses there), plain fp32 on the CPU."
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 # %% ../nbs/18_bench.ipynb #f184c808
 def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
@@ -123,28 +132,32 @@ def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
 
 def _forward_fns(ours: BLT, x: torch.Tensor, lengths: torch.Tensor, port_impls: tuple[str, ...], out: dict) -> dict:
     "The forward calls to time (ours and one port per attention implementation); logit differences go into `out`."
-    fns = {"ours": lambda: ours(x, lengths)}  # name -> a call to time
+    dev = x.device
+    fns = {"ours": lambda: (ours(x, lengths), _sync(dev))[0]}  # name -> a call to time (synchronised on a GPU)
     ref = ours(x, lengths)  # our logits: what every port must match
     for impl in port_impls:
-        port = blt_to_hf(ours, attn_implementation=impl)  # the same weights in transformers' BltForCausalLM
-        fns[f"port_{impl}"] = lambda port=port: port(input_ids=x, patch_lengths=lengths, use_cache=False).logits
+        port = blt_to_hf(ours, attn_implementation=impl).to(dev)  # the same weights in transformers' BltForCausalLM
+        fns[f"port_{impl}"] = lambda port=port: (port(input_ids=x, patch_lengths=lengths, use_cache=False).logits, _sync(dev))[0]
         out[f"max_abs_diff_{impl}"] = float((fns[f"port_{impl}"]() - ref).abs().max())
     return fns
 
 def bench_forward(cfg: BLTConfig | None = None, batch_size: int = 8, seq_len: int = 1024, repeats: int = 7,
-                  seed: int = 0, port_impls: tuple[str, ...] = ("sdpa", "eager")) -> dict:
-    "Forward bytes/s of our BLT and of transformers' BltForCausalLM with the same weights and patch lengths (CPU)."
+                  seed: int = 0, port_impls: tuple[str, ...] = ("sdpa", "eager"), device: str = "cpu") -> dict:
+    "Forward bytes/s of our BLT and of transformers' BltForCausalLM, same weights and patch lengths (bf16 on a GPU)."
     cfg = cfg or BLTConfig.tiny(document_mask=False)             # the port has no document mask: compare like with like
     torch.manual_seed(seed)
-    ours = BLT(cfg).eval()  # random init: speed does not depend on training
+    dev = pick_device(device)
+    ours = BLT(cfg).to(dev).eval()  # random init: speed does not depend on training
     # [B,S]
     x = pack_documents(load_corpus("en", "validation", max_bytes=4 * batch_size * seq_len), seq_len)[:batch_size]
     lengths = space_patch_lengths(x, include_next_token=True)      # [B,P], sums S+1
+    x, lengths = x.to(dev), lengths.to(dev)
     n_bytes = x.numel()  # bytes per forward call
     out = {"benchmark": "forward", "config": cfg.to_dict(), "batch_size": batch_size, "seq_len": seq_len,
            "bytes_per_patch": round((n_bytes + batch_size) / int((lengths > 0).sum()), 3), "repeats": repeats,
-           "threads": torch.get_num_threads(), "torch": torch.__version__}
-    with torch.inference_mode():  # no autograd bookkeeping in any of the timed calls
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev),
+           "precision": "bf16 autocast" if dev.type == "cuda" else "fp32"}
+    with torch.inference_mode(), _amp(dev):  # no autograd bookkeeping in any of the timed calls
         secs = _interleaved_medians(_forward_fns(ours, x, lengths, port_impls, out), repeats)
     for name, t in secs.items(): out[f"{name}_bytes_per_s"] = round(n_bytes / t)
     for impl in port_impls: out[f"speedup_vs_{impl}"] = round(secs[f"port_{impl}"] / secs["ours"], 2)
@@ -163,35 +176,38 @@ def _train_rows(steps: int, batch_size: int, seq_len: int) -> list[torch.Tensor]
     n = (len(stream) - 1) // seq_len                                             # rows overlap by one id
     return [stream[i * seq_len: i * seq_len + seq_len + 1] for i in range(n)]
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
-    "GFLOP/s of an n×n by n×n matmul (2n³ FLOPs; best of `repeats`) on the current threads: a practical peak."
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b                                                                        # warm-up
-    return 2 * n**3 / min(seconds(lambda: a @ b) for _ in range(repeats)) / 1e9
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32, device: str = "cpu") -> float:
+    "GFLOP/s of an n×n by n×n matmul (2n³ FLOPs; best of `repeats`) on the current threads or GPU: a practical peak."
+    dev = torch.device(device)
+    a, b = torch.randn(n, n, dtype=dtype, device=dev), torch.randn(n, n, dtype=dtype, device=dev)
+    a @ b; _sync(dev)                                                            # warm-up
+    return 2 * n**3 / min(seconds(lambda: (a @ b, _sync(dev))) for _ in range(repeats)) / 1e9
 
-def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: int = 0) -> dict:
+def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: int = 0, device: str = "cpu") -> dict:
     "Training bytes/s of the tiny BLT (space patches) vs a byte transformer with its global shape, measured in turns."
     torch.manual_seed(seed)
+    dev = pick_device(device)
     bcfg = BLTConfig.from_dict(MODEL_PRESETS["tiny"]["blt"])  # the tiny preset's BLT
     # a byte transformer as wide and deep as BLT's global model
     tcfg = ByteTransformerConfig(dim=bcfg.d_global, n_layers=bcfg.n_layers_global, n_heads=bcfg.n_heads_global)
-    models = {"blt": LanguageModel(BLT(bcfg), PatcherConfig("space")), "byte": LanguageModel(ByteTransformer(tcfg))}
+    models = {"blt": LanguageModel(BLT(bcfg), PatcherConfig("space")).to(dev), "byte": LanguageModel(ByteTransformer(tcfg)).to(dev)}
     rows, opts = _train_rows(steps, batch_size, seq_len), {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     for step in range(steps + 2):                                                # 2 warm-up steps
-        batch = torch.stack([rows[(step * batch_size + j) % len(rows)] for j in range(batch_size)])   # [B,S+1]
+        batch = torch.stack([rows[(step * batch_size + j) % len(rows)] for j in range(batch_size)]).to(dev)   # [B,S+1]
         for k, m in models.items():                                              # in turns: drift hits both alike
             t0 = time.perf_counter()
-            nats = m.nats(batch[:, :-1], batch[:, 1:])
-            opts[k].zero_grad(); nats.mean().backward(); opts[k].step()
+            with _amp(dev): nats = m.nats(batch[:, :-1], batch[:, 1:])
+            opts[k].zero_grad(); nats.mean().backward(); opts[k].step(); _sync(dev)
             if step >= 2: times[k].append(time.perf_counter() - t0)
     patch = models["blt"].bytes_per_patch()  # realised bytes per space patch on these rows
     fpb = {"blt": blt_flops_per_byte(bcfg, patch, seq_len)["total"],
            "byte": byte_transformer_flops_per_byte(tcfg.transformer_config(), seq_len)["total"]}
     bps = {k: batch_size * seq_len / statistics.median(t) for k, t in times.items()}   # bytes per second
     gflops = {k: 3 * fpb[k] * bps[k] / 1e9 for k in bps}                       # training = 3 × forward FLOPs
-    peak = matmul_peak_gflops()                                                  # same threads, fp32, this run
-    return {"benchmark": "train", "seq_len": seq_len, "batch_size": batch_size, "steps": steps, "threads": torch.get_num_threads(),
+    peak = (matmul_peak_gflops() if dev.type == "cpu" else                         # same threads, fp32, this run
+            matmul_peak_gflops(8192, dtype=torch.bfloat16, device=str(dev)))        # or the GPU's bf16, this run
+    return {"benchmark": "train", "device": str(dev), "precision": "bf16 autocast" if dev.type == "cuda" else "fp32", "seq_len": seq_len, "batch_size": batch_size, "steps": steps, "threads": torch.get_num_threads(),
             "blt_bytes_per_patch": round(patch, 3), "blt_params": count_params(models["blt"]), "byte_params": count_params(models["byte"]),
             "blt_bytes_per_s": round(bps["blt"]), "byte_bytes_per_s": round(bps["byte"]),
             "speed_ratio_blt_over_byte": round(bps["blt"] / bps["byte"], 3),
@@ -209,20 +225,21 @@ from .patching import PatcherConfig, calibrate_threshold
 from .generate import GenerateConfig, as_prompt_ids, generate_cached, generate_recompute, scorer_entropies
 
 # %% ../nbs/18_bench.ipynb #c4ad2e7a
-def _generate_setup(prompt_lens: Sequence[int], seed: int, hf: bool) -> dict:
+def _generate_setup(prompt_lens: Sequence[int], seed: int, hf: bool, device: str = "cpu") -> dict:
     "The benchmark's models (random-init tiny BLT and entropy model), text, patcher (θ for ~4 bytes/patch) and the port."
     torch.manual_seed(seed)
     cfg = BLTConfig.tiny(document_mask=False)                                          # what the port can express
-    model, em = BLT(cfg).eval(), EntropyModel(ENTROPY_PRESETS["tiny"]).eval()
+    dev = pick_device(device)
+    model, em = BLT(cfg).to(dev).eval(), EntropyModel(ENTROPY_PRESETS["tiny"]).to(dev).eval()
     text = "\n".join(load_corpus("en", "validation", max_bytes=4 * max(prompt_lens) + 4096)).encode()
     if len(text) < max(prompt_lens): raise ValueError(f"the validation text has only {len(text)} bytes")
-    th = calibrate_threshold(scorer_entropies(em, torch.tensor([as_prompt_ids(text[:max(prompt_lens) - 1])])), 4.0)
+    th = calibrate_threshold(scorer_entropies(em, torch.tensor([as_prompt_ids(text[:max(prompt_lens) - 1])], device=dev)).cpu(), 4.0)
     port = None
     if hf:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")                                           # the port's config warnings
-            port = blt_to_hf(model, attn_implementation="sdpa")
-    return {"model": model, "em": em, "text": text, "threshold": th, "port": port,
+            port = blt_to_hf(model, attn_implementation="sdpa").to(dev)
+    return {"model": model, "em": em, "text": text, "threshold": th, "port": port, "device": dev,
             "patcher": PatcherConfig("entropy", threshold=th)}
 
 def _time_generators(s: dict, L: int, gen: GenerateConfig, repeats: int, recompute: bool) -> tuple[dict, dict]:
@@ -240,17 +257,17 @@ def _time_generators(s: dict, L: int, gen: GenerateConfig, repeats: int, recompu
             info.update(same_bytes_as_recompute=ref.tokens == g.tokens, recompute_global_patches=ref.global_patches)
         if s["port"] is not None:  # the port's cache path fails (see text)
             t0 = time.perf_counter()
-            s["port"].generate(torch.tensor([as_prompt_ids(prompt[0])]), max_new_tokens=gen.max_new_bytes,
+            s["port"].generate(torch.tensor([as_prompt_ids(prompt[0])], device=s["device"]), max_new_tokens=gen.max_new_bytes,
                                min_new_tokens=gen.max_new_bytes, do_sample=False, pad_token_id=0, use_cache=False)
             times["hf"].append(time.perf_counter() - t0)
     return times, info
 
 def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 256, repeats: int = 3, seed: int = 0,
-                   hf: bool = True, recompute: bool = True) -> dict:
+                   hf: bool = True, recompute: bool = True, device: str = "cpu") -> dict:
     """Bytes/s of the cached generator, the recompute reference and transformers' BltForCausalLM.generate, on one
     random-init tiny BLT (entropy patching with a random-init tiny entropy model, θ for ~4 bytes/patch), greedy,
-    measured in turns in one run. Returns the JSON-able dict (`blt-repro bench generate` prints it)."""
-    s, gen = _generate_setup(prompt_lens, seed, hf), GenerateConfig(max_new_bytes=new_bytes, stop_at_eos=False)
+    measured in turns in one run, in fp32 on `device`. Returns the JSON-able dict (`blt-repro bench generate` prints it)."""
+    s, gen = _generate_setup(prompt_lens, seed, hf, device), GenerateConfig(max_new_bytes=new_bytes, stop_at_eos=False)
     results = []
     for L in prompt_lens:  # one result row per prompt length
         times, info = _time_generators(s, L, gen, repeats, recompute)
@@ -260,6 +277,6 @@ def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 25
                         "speedup_vs_recompute": round(bps["cached"] / bps["recompute"], 1) if bps["recompute"] else None,
                         "speedup_vs_hf": round(bps["cached"] / bps["hf"], 2) if bps["hf"] else None,
                         **info, "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
-    return {"device": str(pick_device("cpu")), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"device": str(s["device"]), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "model": "BLTConfig.tiny(document_mask=False), random init; entropy patching (tiny EntropyModel, random init)",
             "threshold": round(s["threshold"], 4), "new_bytes": new_bytes, "repeats": repeats, "results": results}

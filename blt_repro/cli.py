@@ -171,20 +171,20 @@ def reproduce(preset: str = "tiny", only: list[str] | None = None, device: str =
     return results
 
 # %% ../nbs/15_cli.ipynb #4f47f045
-def bench(what: str, mib: float = 4.0) -> dict:
-    "Run benchmark `what` (patching, forward, train or generate) and return its JSON-able result."
+def bench(what: str, mib: float = 4.0, device: str = "cpu") -> dict:
+    "Run benchmark `what` (patching, forward, train or generate) on `device` and return its JSON-able result."
     import torch
     if what == "forward":
         from blt_repro.bench import bench_forward
         from blt_repro.model import BLTConfig
         plain = BLTConfig.tiny(document_mask=False, local_window=1024)   # a window as long as the rows: plain causal
-        return {"hardware": hardware()} | bench_forward() | {"plain": bench_forward(plain)}
+        return {"hardware": hardware()} | bench_forward(device=device) | {"plain": bench_forward(plain, device=device)}
     if what == "generate":
         from blt_repro.bench import bench_generate
-        return {"hardware": hardware()} | bench_generate()
+        return {"hardware": hardware()} | bench_generate(device=device)
     if what == "train":
         from blt_repro.bench import bench_train
-        return {"hardware": hardware()} | bench_train()
+        return {"hardware": hardware()} | bench_train(device=device)
     if what != "patching": raise ValueError(f"unknown benchmark {what!r}; available: patching, forward, train, generate")
     from blt_repro.bench import bench_entropies, bench_patching
     torch.set_num_threads(1)  # single-thread throughput: comparable across machines
@@ -263,6 +263,8 @@ def _add_bench(sub) -> None:
                    "BltForCausalLM (windowed local attention, and plain causal under 'plain'); train: training bytes/s of the tiny BLT vs a byte transformer of its global size; "
                    "generate: cached incremental generation vs recompute-per-byte vs the port")
     b.add_argument("--mib", type=float, default=4.0, help="MiB of text to patch (default 4)")       # patching only
+    b.add_argument("--device", default="cpu", help="forward, train, generate: cpu (default) | cuda | auto; on a GPU "
+                   "forward and train run under bf16 autocast, generation in fp32 (patching always one CPU thread)")
 
 def _add_train(sub) -> None:
     tr = sub.add_parser("train", help="train BLT or a baseline into a run folder (safetensors + JSON)",
@@ -324,7 +326,9 @@ def _cmd_reproduce(args) -> int:
 
 def _cmd_bench(args) -> int:
     if not args.mib > 0: raise UsageError(f"--mib must be > 0, got {args.mib}")                     # NaN fails too
-    print(json.dumps(bench(args.what, args.mib), indent=2))
+    try: result = bench(args.what, args.mib, args.device)
+    except ValueError as e: raise UsageError(str(e)) from e                                           # e.g. --device cuda without a GPU
+    print(json.dumps(result, indent=2))
     return 0
 
 def _cmd_train(args) -> int:
