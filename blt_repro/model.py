@@ -173,9 +173,10 @@ class SlotMask:
         (B, H, S, D), w, dev = q.shape, self.window or 1, q.device
         p = self.ids[..., None] - torch.arange(w - 1, -1, -1, device=dev)                 # [B,S,W] patches read
         ok = ((p >= 0) & (p < self.n_patches)).repeat_interleave(self.k, -1)              # [B,S,n] slots that exist
-        slot = (p.clamp(0, self.n_patches - 1)[..., None] * self.k + torch.arange(self.k, device=dev)).flatten(2)
+        first = p.clamp(0, self.n_patches - 1)[..., None] * self.k                         # [B,S,W,1] first slot of each
+        slot = (first + torch.arange(self.k, device=dev)).flatten(2)                      # [B,S,n] the slots read
         rows, n = torch.arange(B, device=dev)[:, None, None], slot.shape[2]
-        pick = lambda x: x.transpose(1, 2)[rows, slot].flatten(0, 1).transpose(1, 2)     # [B,Hkv,P*k,D] -> [B*S,Hkv,n,D]
+        pick = lambda x: x.transpose(1, 2)[rows, slot].flatten(0, 1).transpose(1, 2)     # -> [B*S,Hkv,n,D]
         out = masked_attention(q.transpose(1, 2).reshape(B * S, H, 1, D), pick(k), pick(v), ok.view(B * S, 1, 1, n))
         return out.view(B, S, H, D).transpose(1, 2)                                       # [B*S,H,1,D] -> [B,H,S,D]
 
