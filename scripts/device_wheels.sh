@@ -13,4 +13,9 @@ mkdir -p .whl
 $pip download -q --only-binary=:all: --python-version "$pyver" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .whl "nbdev>=3.3,<4"
+# drop what the GPU image already holds (torch, transformers and their common needs): a second copy on PYTHONPATH
+# would shadow the image's own version for torch and transformers too
+for have in anyio build h11 idna packaging psutil pygments pyproject_hooks pyyaml setuptools six typing_extensions wheel; do
+    rm -f .whl/"$have"-[0-9]*.whl
+done
 echo "$(ls .whl | wc -l) wheels in .whl/ ($(du -sh .whl | cut -f1)); carry .whl with scripts/device_check.sh"
