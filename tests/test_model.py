@@ -185,3 +185,41 @@ def test_steps_compose_to_forward():
         g = model.global_transformer(enc.patch_states(hs, masks["patch_ids"], P).reshape(1, P, -1), masks["glob"])
         out = dec.decode(hs[-1], dec.slots(g), masks["decoder_patch_ids"], masks["local"])
         torch.testing.assert_close(out, model(ids, L), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 2, 30, 7, 2, None), (1, 2, 2, 17, 5, 1, 3), (3, 4, 1, 12, 4, 3, 2),
+                                   (2, 2, 1, 9, 3, 2, 8)])   # B, H, Hkv, S, P, k, W (the last: a window past every patch)
+def test_slot_mask_equals_dense_mask_forward_and_backward(shape):
+    "The decoder's gather-form cross-attention (SlotMask) = SDPA over its dense mask: outputs and all three gradients."
+    from blt_repro.layers import masked_attention
+    from blt_repro.model import SlotMask
+    B, H, Hkv, S, P, k, W = shape
+    g = torch.Generator().manual_seed(sum(shape[:6]))
+    ids = torch.sort(torch.randint(0, P, (B, S), generator=g), 1).values
+    ids[0, 0] = -1                                                  # a byte that reads no slot: output and grads 0
+    sm = SlotMask(ids, P, k, W)
+    leaves = [torch.randn(*s, generator=g, requires_grad=True) for s in ((B, H, S, 8), (B, Hkv, P * k, 8), (B, Hkv, P * k, 8))]
+    w = torch.randn(B, H, S, 8, generator=g)                        # a random cotangent
+    outs, grads = [], []
+    for mask in (sm, sm.dense()):
+        out = masked_attention(*leaves, mask)
+        outs.append(out)
+        grads.append(torch.autograd.grad((out * w).sum(), leaves))
+    # fp32 sums of at most P*k terms of O(1) numbers, ordered differently: 1e-5 absolute is ~100 ulps of headroom
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-5)
+    for a, b in zip(*grads): torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert outs[0][0, :, 0].abs().max() == 0
+
+
+def test_plain_causal_mask_is_structured_and_exact():
+    "A causal layer with no document cut and no effective window gets BandedMask(S, S): SDPA is_causal, = the dense mask."
+    from blt_repro.layers import BandedMask, causal_mask, local_attention_mask, masked_attention
+    tok = torch.randint(4, 260, (2, 40), generator=torch.Generator().manual_seed(0))
+    for window in (None, 40, 100):
+        assert local_attention_mask(tok, window, eos_id=None) == BandedMask(40, 40)
+    assert isinstance(local_attention_mask(tok, 30, eos_id=None), torch.Tensor)          # a real window: dense
+    q, kk, v = (torch.randn(2, 4, 40, 8, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    # both are SDPA over the same 40 keys, one with is_causal, one with a mask: outputs are convex combinations of
+    # O(1) values, so 1e-6 is ~8 fp32 ulps of headroom for the different summation order
+    torch.testing.assert_close(masked_attention(q, kk, v, BandedMask(40, 40)),
+                               masked_attention(q, kk, v, causal_mask(40)[None, None]), rtol=0, atol=1e-6)
