@@ -53,6 +53,7 @@ def fix_md(md: str, pages: set[str]) -> str:
         return f"]({m.group(1)}.html{(m.group(2) or '').split('.')[0]})"  # `Cls.method`: nbdev documents the class
     md = _re_doclink.sub(link, md)
     md = re.sub(r"\]\(((?:\.\./)*figures/[\w-]+)/README\.md\)", r"](\1/index.html)", md)  # results pages
+    md = re.sub(r"\]\(((?:\.\./)*figures/[\w/-]+)\.md\)", r"](\1.html)", md)  # other Markdown under figures/: pages too
     return _re_rel.sub(lambda m: repo_link(m, pages), md)
 
 
