@@ -108,15 +108,21 @@ from .data import pack_documents
 from .hf import blt_to_hf
 from .model import BLT, BLTConfig
 from .patching import space_patch_lengths
-from .core import pick_device
+from .core import autocast_dtype, pick_device
 
 def _sync(device: torch.device) -> None:
     "Wait for the device's queued work, so wall-clock time covers it (a no-op on the CPU)."
     if device.type == "cuda": torch.cuda.synchronize(device)
 
 def _amp(device: torch.device):
-    "bf16 autocast on a GPU (what training uses there), plain fp32 on the CPU."
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    "Autocast as training's precision='auto' does on `device` (`core.autocast_dtype`: bf16 on a GPU, fp32 on a CPU)."
+    amp = autocast_dtype(device)
+    return torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None)
+
+def _precision(device: torch.device) -> str:
+    "What `_amp` runs on `device`, for the JSON."
+    amp = autocast_dtype(device)
+    return "fp32" if amp is None else f"{str(amp).removeprefix('torch.')} autocast"
 
 # %% ../nbs/18_bench.ipynb #f184c808
 def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
@@ -137,7 +143,8 @@ def _forward_fns(ours: BLT, x: torch.Tensor, lengths: torch.Tensor, port_impls: 
     ref = ours(x, lengths)  # our logits: what every port must match
     for impl in port_impls:
         port = blt_to_hf(ours, attn_implementation=impl).to(dev)  # the same weights in transformers' BltForCausalLM
-        fns[f"port_{impl}"] = lambda port=port: (port(input_ids=x, patch_lengths=lengths, use_cache=False).logits, _sync(dev))[0]
+        call = lambda port=port: port(input_ids=x, patch_lengths=lengths, use_cache=False).logits
+        fns[f"port_{impl}"] = lambda call=call: (call(), _sync(dev))[0]
         out[f"max_abs_diff_{impl}"] = float((fns[f"port_{impl}"]() - ref).abs().max())
     return fns
 
@@ -156,7 +163,7 @@ def bench_forward(cfg: BLTConfig | None = None, batch_size: int = 8, seq_len: in
     out = {"benchmark": "forward", "config": cfg.to_dict(), "batch_size": batch_size, "seq_len": seq_len,
            "bytes_per_patch": round((n_bytes + batch_size) / int((lengths > 0).sum()), 3), "repeats": repeats,
            "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev),
-           "precision": "bf16 autocast" if dev.type == "cuda" else "fp32"}
+           "precision": _precision(dev)}
     with torch.inference_mode(), _amp(dev):  # no autograd bookkeeping in any of the timed calls
         secs = _interleaved_medians(_forward_fns(ours, x, lengths, port_impls, out), repeats)
     for name, t in secs.items(): out[f"{name}_bytes_per_s"] = round(n_bytes / t)
@@ -176,7 +183,8 @@ def _train_rows(steps: int, batch_size: int, seq_len: int) -> list[torch.Tensor]
     n = (len(stream) - 1) // seq_len                                             # rows overlap by one id
     return [stream[i * seq_len: i * seq_len + seq_len + 1] for i in range(n)]
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32, device: str = "cpu") -> float:
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32,
+                       device: str = "cpu") -> float:
     "GFLOP/s of an n×n by n×n matmul (2n³ FLOPs; best of `repeats`) on the current threads or GPU: a practical peak."
     dev = torch.device(device)
     a, b = torch.randn(n, n, dtype=dtype, device=dev), torch.randn(n, n, dtype=dtype, device=dev)
@@ -190,7 +198,8 @@ def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: i
     bcfg = BLTConfig.from_dict(MODEL_PRESETS["tiny"]["blt"])  # the tiny preset's BLT
     # a byte transformer as wide and deep as BLT's global model
     tcfg = ByteTransformerConfig(dim=bcfg.d_global, n_layers=bcfg.n_layers_global, n_heads=bcfg.n_heads_global)
-    models = {"blt": LanguageModel(BLT(bcfg), PatcherConfig("space")).to(dev), "byte": LanguageModel(ByteTransformer(tcfg)).to(dev)}
+    models = {"blt": LanguageModel(BLT(bcfg), PatcherConfig("space")).to(dev),
+              "byte": LanguageModel(ByteTransformer(tcfg)).to(dev)}
     rows, opts = _train_rows(steps, batch_size, seq_len), {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     for step in range(steps + 2):                                                # 2 warm-up steps
@@ -207,13 +216,15 @@ def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: i
     gflops = {k: 3 * fpb[k] * bps[k] / 1e9 for k in bps}                       # training = 3 × forward FLOPs
     peak = (matmul_peak_gflops() if dev.type == "cpu" else                         # same threads, fp32, this run
             matmul_peak_gflops(8192, dtype=torch.bfloat16, device=str(dev)))        # or the GPU's bf16, this run
-    return {"benchmark": "train", "device": str(dev), "precision": "bf16 autocast" if dev.type == "cuda" else "fp32", "seq_len": seq_len, "batch_size": batch_size, "steps": steps, "threads": torch.get_num_threads(),
+    return {"benchmark": "train", "device": str(dev), "precision": _precision(dev), "seq_len": seq_len,
+            "batch_size": batch_size, "steps": steps, "threads": torch.get_num_threads(),
             "blt_bytes_per_patch": round(patch, 3), "blt_params": count_params(models["blt"]), "byte_params": count_params(models["byte"]),
             "blt_bytes_per_s": round(bps["blt"]), "byte_bytes_per_s": round(bps["byte"]),
             "speed_ratio_blt_over_byte": round(bps["blt"] / bps["byte"], 3),
             "blt_flops_per_byte": round(fpb["blt"]), "byte_flops_per_byte": round(fpb["byte"]),
             "flops_ratio_byte_over_blt": round(fpb["byte"] / fpb["blt"], 3),
-            "blt_gflops": round(gflops["blt"], 1), "byte_gflops": round(gflops["byte"], 1), "matmul_peak_gflops": round(peak, 1),
+            "blt_gflops": round(gflops["blt"], 1), "byte_gflops": round(gflops["byte"], 1),
+            "matmul_peak_gflops": round(peak, 1),
             "blt_efficiency": round(gflops["blt"] / peak, 3), "byte_efficiency": round(gflops["byte"] / peak, 3)}
 
 # %% ../nbs/18_bench.ipynb #24b5aa17
@@ -233,7 +244,8 @@ def _generate_setup(prompt_lens: Sequence[int], seed: int, hf: bool, device: str
     model, em = BLT(cfg).to(dev).eval(), EntropyModel(ENTROPY_PRESETS["tiny"]).to(dev).eval()
     text = "\n".join(load_corpus("en", "validation", max_bytes=4 * max(prompt_lens) + 4096)).encode()
     if len(text) < max(prompt_lens): raise ValueError(f"the validation text has only {len(text)} bytes")
-    th = calibrate_threshold(scorer_entropies(em, torch.tensor([as_prompt_ids(text[:max(prompt_lens) - 1])], device=dev)).cpu(), 4.0)
+    ids = torch.tensor([as_prompt_ids(text[:max(prompt_lens) - 1])], device=dev)        # [1, longest prompt]
+    th = calibrate_threshold(scorer_entropies(em, ids).cpu(), 4.0)
     port = None
     if hf:
         with warnings.catch_warnings():
@@ -257,8 +269,8 @@ def _time_generators(s: dict, L: int, gen: GenerateConfig, repeats: int, recompu
             info.update(same_bytes_as_recompute=ref.tokens == g.tokens, recompute_global_patches=ref.global_patches)
         if s["port"] is not None:  # the port's cache path fails (see text)
             t0 = time.perf_counter()
-            s["port"].generate(torch.tensor([as_prompt_ids(prompt[0])], device=s["device"]), max_new_tokens=gen.max_new_bytes,
-                               min_new_tokens=gen.max_new_bytes, do_sample=False, pad_token_id=0, use_cache=False)
+            s["port"].generate(torch.tensor([as_prompt_ids(prompt[0])], device=s["device"]),
+                               max_new_tokens=gen.max_new_bytes, min_new_tokens=gen.max_new_bytes, do_sample=False, pad_token_id=0, use_cache=False)
             times["hf"].append(time.perf_counter() - t0)
     return times, info
 
@@ -266,7 +278,8 @@ def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 25
                    hf: bool = True, recompute: bool = True, device: str = "cpu") -> dict:
     """Bytes/s of the cached generator, the recompute reference and transformers' BltForCausalLM.generate, on one
     random-init tiny BLT (entropy patching with a random-init tiny entropy model, θ for ~4 bytes/patch), greedy,
-    measured in turns in one run, in fp32 on `device`. Returns the JSON-able dict (`blt-repro bench generate` prints it)."""
+    measured in turns in one run, in fp32 on `device`. Returns the JSON-able dict (`blt-repro bench generate`
+    prints it)."""
     s, gen = _generate_setup(prompt_lens, seed, hf, device), GenerateConfig(max_new_bytes=new_bytes, stop_at_eos=False)
     results = []
     for L in prompt_lens:  # one result row per prompt length

@@ -260,7 +260,8 @@ def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="measure throughput; prints one JSON object")
     b.add_argument("what", choices=["patching", "forward", "train", "generate"],
                    help="patching: n-gram entropies and patching vs a Python loop; forward: tiny BLT vs transformers' "
-                   "BltForCausalLM (windowed local attention, and plain causal under 'plain'); train: training bytes/s of the tiny BLT vs a byte transformer of its global size; "
+                   "BltForCausalLM (windowed local attention, and plain causal under 'plain'); train: training "
+                   "bytes/s of the tiny BLT vs a byte transformer of its global size; "
                    "generate: cached incremental generation vs recompute-per-byte vs the port")
     b.add_argument("--mib", type=float, default=4.0, help="MiB of text to patch (default 4)")       # patching only
     b.add_argument("--device", default="cpu", help="forward, train, generate: cpu (default) | cuda | auto; on a GPU "

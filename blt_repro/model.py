@@ -292,8 +292,8 @@ class LocalDecoder(nn.Module):
     def decode(self, h: Tensor, slots: Tensor, decoder_patch_ids: Tensor, self_mask: Tensor,
                cross_mask: Tensor | None = None, positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
         """h [B,S,d] encoder byte states, slots [B,P,k,d], decoder_patch_ids [B,S] (byte i reads slots[:, ids[i]]) ->
-        logits [B,S,vocab] float32. cross_mask [B,1,S,P*k] or a SlotMask (default: a SlotMask of the ids); positions [B,S] and a
-        KVCache with its self_mask: the next bytes of a row (layers.Transformer)."""
+        logits [B,S,vocab] float32. cross_mask [B,1,S,P*k] or a SlotMask (default: a SlotMask of the ids);
+        positions [B,S] and a KVCache with its self_mask: the next bytes of a row (layers.Transformer)."""
         cfg, (B, P, k, d) = self.cfg, slots.shape
         if cfg.cross_attn_decoder:
             kv = slots.flatten(1, 2)                                                   # [B,P,k,d] -> [B,P*k,d]

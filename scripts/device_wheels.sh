@@ -2,7 +2,7 @@
 # Download, here, the wheels that scripts/device_check.sh needs on a GPU machine that cannot reach a package index:
 # nbdev 3 and what it imports (execnb, fastcore, IPython, ...), to run the notebooks' `#| cuda` cells there. The GPU
 # image already holds torch, transformers, safetensors, numpy, matplotlib and tqdm; blt_repro itself travels as
-# source (PYTHONPATH). The wheels land in .whl/ (git-ignored, ~12 MB), for Python 3.12 on x86-64 Linux by default.
+# source (PYTHONPATH). The wheels land in .whl/ (git-ignored, ~8 MB), for Python 3.12 on x86-64 Linux by default.
 #
 # usage: scripts/device_wheels.sh [PYTHON_VERSION]      e.g. scripts/device_wheels.sh 3.12
 set -euo pipefail
