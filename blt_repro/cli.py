@@ -233,6 +233,7 @@ def train_config_from_args(args) -> "TrainConfig":
     d = parse_overrides(args.set)
     # the named flags win over --set
     d.update(model=args.model, preset=args.preset, out_dir=args.out, seed=args.seed, device=args.device)
+    if args.dataset: d["dataset"] = args.dataset  # a streamed corpus (17a_stream) instead of the embedded one
     # a FLOP budget replaces the step count
     if args.train_flops is not None: d.update(train_flops=args.train_flops, max_steps=None)
     elif args.max_steps is not None: d["max_steps"] = args.max_steps
@@ -255,6 +256,8 @@ def _add_reproduce(sub) -> None:
     r.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for training/inference (default cpu)")
     # otherwise finished experiments are skipped
     r.add_argument("--force", action="store_true", help="re-run experiments already finished in runs/<preset>/")
+    from blt_repro.paper import add_paper_arguments  # --preset paper: the plan (--dry-run), torchrun launches
+    add_paper_arguments(r)
 
 def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="measure throughput; prints one JSON object")
@@ -284,6 +287,8 @@ def _add_train(sub) -> None:
     tr.add_argument("--out", help="the run folder (default: none, nothing is written)")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     tr.add_argument("--seed", type=int, default=0, help="weights and data order (default 0)")
+    tr.add_argument("--dataset", help="stream this corpus instead of the embedded one: a folder of Parquet/Arrow/JSONL "
+                    "shards, a text file or folder, a Hugging Face name[:config]; blt: the `entropies` job's output")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],  # validated against the config classes
                     help="override a TrainConfig field (lr=1e-3, seq_len=256, precision=fp32, ...), a model field "
                     "(model.d_global=192) or a patcher field (patcher.patch_size=6); repeatable")
@@ -313,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # one function per subcommand
     for add in (_add_reproduce, _add_bench, _add_train, _add_generate, _add_patch): add(sub)
+    from blt_repro.stream import add_entropies_arguments  # 17a_stream owns its flags
+    add_entropies_arguments(sub.add_parser("entropies", help="precompute per-byte entropies of a corpus as shards",
+                            description="Score every document of --dataset with a run's entropy scorer into Parquet "
+                            "shards (ids, entropies) in --out: what `train --model blt --dataset OUT` streams. "
+                            "Resumable; --num-proc and torchrun ranks split the shards."))
     return p
 
 # %% ../nbs/15_cli.ipynb #30232a4c
@@ -320,6 +330,11 @@ class UsageError(ValueError):
     "Bad input to a subcommand: reported as one line and exit code 2."
 
 def _cmd_reproduce(args) -> int:
+    if args.preset == "paper":                                        # 17b_paper: streamed runs through torchrun
+        from blt_repro.paper import reproduce_paper
+        try: return reproduce_paper(args.nproc_per_node, args.dataset, args.entropies, args.gpu, args.mfu, args.dry_run)
+        except ValueError as e: raise UsageError(str(e)) from e
+    if args.dry_run: raise UsageError("--dry-run prints the plan of --preset paper; the other presets run notebooks")
     try: check_experiment_names(args.only)                            # before any notebook runs
     except ValueError as e: raise UsageError(str(e)) from e
     res = reproduce(args.preset, args.only, args.device, args.force)
@@ -347,6 +362,11 @@ def _cmd_generate(args) -> int:
     from blt_repro.generate import run_generate  # local: torch loads only when needed
     return run_generate(args)  # its own one-line errors (exit 2)
 
+def _cmd_entropies(args) -> int:
+    from blt_repro.stream import run_entropies  # local: torch loads only when needed
+    try: return run_entropies(args)
+    except (ValueError, FileNotFoundError, ConnectionError) as e: raise UsageError(str(e)) from e
+
 def _cmd_patch(args) -> int:
     try: patches = patch_text(args.text, args.mode, args.threshold, args.patch_size, args.order, args.monotonic)
     except (ValueError, TypeError) as e: raise UsageError(str(e)) from e
@@ -354,7 +374,7 @@ def _cmd_patch(args) -> int:
     return 0
 
 COMMANDS = {"reproduce": _cmd_reproduce, "bench": _cmd_bench, "train": _cmd_train, "generate": _cmd_generate,
-            "patch": _cmd_patch}                     # subcommand -> handler(args) -> exit code
+            "patch": _cmd_patch, "entropies": _cmd_entropies}                     # subcommand -> handler(args) -> exit code
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `blt-repro` console script: bad input is one line `blt-repro <cmd>: error: ...`, exit 2."

@@ -93,6 +93,7 @@ class Preset:
     scaling_budgets: tuple[float, ...] = (1e11, 3e11)
     # training FLOPs of the ablations (Figure 8, Tables 3, 4, 7-9, 12): one of scaling_budgets; 0 = the largest one
     ablation_flops: float = 0.0
+    dataset: str = ""            # the streamed corpus (`datasets` name[:config]) it trains on; "" = the embedded corpus
 
     def __post_init__(self):
         # a preset is read by every experiment: a bad value must fail at import, not hours into a run
@@ -120,7 +121,7 @@ PRESETS: dict[str, Preset] = {
                     scaling_budgets=(3e11, 1e12, 3e12), ablation_flops=1e12),   # 3e12: Figures 1 and 6 only
     "paper": Preset("paper", train_bytes=0,         eval_bytes=0,       ngram_order=16, patch_size=4.5,
                     train_flops=1e20, seq_len=4096, batch_size=64, seeds=1,
-                    scaling_budgets=(1e19, 1e20, 1e21)),
+                    scaling_budgets=(1e19, 1e20, 1e21), dataset="HuggingFaceFW/fineweb-edu:sample-100BT"),
 }
 
 def get_preset(name: str) -> Preset:

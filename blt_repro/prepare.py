@@ -90,6 +90,7 @@ class TrainConfig:
     model_config: dict = field(default_factory=dict)
     patcher: dict = field(default_factory=dict)        # overrides of the PatcherConfig (patched families)
     corpus: str = "en"                   # embedded corpus (data.CORPORA)
+    dataset: str | None = None  # a streamed corpus instead (17a_stream: shards folder, text file(s), hub name)
     seq_len: int = 512  # bytes per row (BPE rows hold about as many bytes: seq_len / bytes-per-token ids)
     batch_size: int = 8                  # GLOBAL rows per optimizer step (split across ranks)
     max_steps: int | None = 200          # optimizer steps; None = derived from train_flops
@@ -146,7 +147,7 @@ class TrainConfig:
             raise ValueError(f"entropy_source must be 'neural' or 'ngram', got {self.entropy_source!r}")
         if self.corpus not in CORPORA:
             raise ValueError(f"corpus must be one of the embedded corpora {sorted(CORPORA)}, got {self.corpus!r} "
-                             "(training on a local file or a Hugging Face dataset is not supported yet)")
+                             "(a local file or folder, or a Hugging Face dataset: pass it as dataset=...)")
         for name in ("model_config", "patcher"):
             if not isinstance(getattr(self, name), dict): raise TypeError(f"{name} must be a dict of field overrides")
 
@@ -273,6 +274,12 @@ class RunData:
     info: dict = field(default_factory=dict)   # provenance for the summary (threshold, entropy model, tokenizer size)
     scorer: object = None                # blt: the EntropyModel or NGramEntropyModel that made the entropies
     tokenizer: object = None             # bpe: the BPETokenizer
+    head: TokenStream | None = None      # streamed runs: the first training rows (θ, bytes per patch), else train
+
+    @property
+    def sample(self) -> TokenStream:
+        "In-memory training ids: the whole train stream, or a streamed run's first rows."
+        return self.head if self.head is not None else self.train
 
 def _bpe_data(cfg: TrainConfig, train_docs: list[str], val_docs: list[str]) -> RunData:
     "Streams of BPE ids; the row holds about seq_len bytes (seq_len / bytes-per-token ids)."
@@ -296,6 +303,12 @@ def _entropy_data(cfg: TrainConfig, train: TokenStream, val: TokenStream, train_
 def build_data(cfg: TrainConfig) -> RunData:
     "Streams (train, val), row length, patcher and scorer of cfg's family, from the preset's slices of cfg.corpus."
     preset = get_preset(cfg.preset)
+    if preset.dataset and not cfg.dataset:
+        raise ValueError(f"the {preset.name} preset trains on a real corpus, not the embedded one: pass "
+                         f"dataset={preset.dataset!r} (or a local copy of it)")
+    if cfg.dataset:                                             # 17a_stream: lanes of rows streamed from shards
+        from blt_repro.stream import streaming_data
+        return streaming_data(cfg)
     train_docs = load_corpus(cfg.corpus, "train", max_bytes=preset.train_bytes or None)
     val_docs = load_corpus(cfg.corpus, "validation", max_bytes=cfg.eval_bytes or preset.eval_bytes or None)
     if cfg.model == "bpe": return _bpe_data(cfg, train_docs, val_docs)
@@ -346,7 +359,7 @@ def build_network(cfg: TrainConfig, data: RunData) -> nn.Module:
     mc = model_config(cfg, tok.vocab_size, tok.eos_id) if cfg.model == "bpe" else model_config(cfg)
     net = network_from_config(cfg.model, dataclasses.asdict(mc))
     hem = getattr(net, "encoder_hash_tok_embedding", None)
-    if hasattr(hem, "fit"): hem.fit(torch.from_numpy(np.asarray(data.train.ids, dtype=np.int64)))   # frequency n-grams
+    if hasattr(hem, "fit"): hem.fit(torch.from_numpy(np.asarray(data.sample.ids, dtype=np.int64)))   # frequency n-grams
     if cfg.init_from: init_from_run(net, init_folder(cfg.init_from), tok)   # 10b_byteify: trained weights, not random
     return net
 
@@ -354,10 +367,10 @@ def build_network(cfg: TrainConfig, data: RunData) -> nn.Module:
 def measure_bytes_per_patch(lm: LanguageModel, data: RunData, n_rows: int = 32) -> float:
     "Mean bytes per patch of the patcher over the first n_rows training rows (1.0 for unpatched families)."
     if lm.patcher is None: return 1.0
-    n = min(n_rows, data.train.rows(data.row_len))
-    rows = [data.train.row(i, data.row_len) for i in range(n)]
+    n = min(n_rows, data.sample.rows(data.row_len))
+    rows = [data.sample.row(i, data.row_len) for i in range(n)]
     x = torch.stack([r[0][:-1] for r in rows])                                      # [n,S]
-    aux = None if data.train.aux is None else torch.stack([r[1][:-1] for r in rows])
+    aux = None if data.sample.aux is None else torch.stack([r[1][:-1] for r in rows])
     lengths = patch_lengths(x, lm.patcher, aux)                                     # [n,P], rows sum to S+1
     return (x.numel() + n) / int((lengths > 0).sum())
 

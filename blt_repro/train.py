@@ -32,6 +32,7 @@ from .prepare import (FAMILIES, MODEL_PRESETS, PRECISIONS, LanguageModel, RunDat
                                build_data, build_network, cache_lock, cache_root, flops_per_byte, measure_bytes_per_patch,
                                model_config, nats_of, param_counts, patcher_config, stream_entropies,
                                trained_entropy_model)
+from .stream import LaneStream, load_stream_state, stream_state
 
 # %% auto #0
 __all__ = ['RowSampler', 'lr_at', 'make_optimizer', 'resolve_precision', 'Dist', 'init_distributed', 'all_sum', 'wrap_model',
@@ -121,8 +122,7 @@ def wrap_model(lm: LanguageModel, cfg: TrainConfig, d: Dist) -> nn.Module:
     if d.world == 1: return lm                                                                      # nothing to wrap
     if cfg.fsdp:
         from torch.distributed.fsdp import fully_shard
-        for m in lm.modules():
-            # shard block by block (every family is built of them)
+        for m in lm.modules():                                  # block by block (every family is built of them)
             if type(m).__name__ == "TransformerBlock": fully_shard(m)
         return fully_shard(lm)  # then the rest (embeddings, heads) at the root
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -143,7 +143,7 @@ class Run:
     fpb: float                           # forward FLOPs per text byte
     total_steps: int                     # length of the schedule
     stop: int                            # where this process stops: stop_at or total_steps
-    sampler: RowSampler                  # rows of every step
+    sampler: RowSampler | LaneStream     # rows of every step (a streamed run's lanes are their own sampler)
     out: Path | None                     # the run folder (None = no files)
     info: dict                           # facts for the summary: parameter counts, bytes per patch
     step: int = 0                        # optimizer steps done
@@ -165,7 +165,7 @@ class Run:
 
 # %% ../nbs/11_train.ipynb #46455b8b
 _MAY_DIFFER = ("stop_at", "progress", "out_dir")                # fields a resumed run may change
-_LATER = {"init_from": None, "global_lr_scale": 1.0}            # fields added after RUN_FORMAT 1, at their defaults
+_LATER = {"init_from": None, "global_lr_scale": 1.0, "dataset": None}   # fields added after RUN_FORMAT 1: defaults
 
 def check_same_run(out: Path, cfg: TrainConfig) -> None:
     "Refuse to resume a run folder written by another config (or by an older blt-repro)."
@@ -203,7 +203,7 @@ def start_run(cfg: TrainConfig, data: RunData | None = None) -> Run:
     model = wrap_model(lm, cfg, d)  # DDP / FSDP2 under torchrun
     run = Run(cfg, d, data, lm, model, make_optimizer(model, cfg), resolve_precision(cfg.precision, d.device), fpb,
               total, min(total, cfg.stop_at) if cfg.stop_at is not None else total,
-              RowSampler(data.train.rows(data.row_len), cfg.batch_size, cfg.seed), out,
+              data.train if cfg.dataset else RowSampler(data.train.rows(data.row_len), cfg.batch_size, cfg.seed), out,
               {"params": params, "params_without_hash": params_no_hash, "train_bytes_per_patch": patch_size})
     if out is not None and d.main: write_run_folder(run)  # run.json + scorer + tokenizer, before step 1
     return run
@@ -232,14 +232,15 @@ def resume(run: Run) -> None:
     # a partial metrics window continues exactly
     run.window, run.last_log = [tuple(w) for w in state["window"]], state["last_log"]
     run.elapsed_before = state["elapsed_s"]  # elapsed_s keeps counting across restarts
+    load_stream_state(run.data.train, state.get("stream"), run.dist.rank, run.dist.world)   # streamed: lane positions
     if run.dist.main: cut_metrics(metrics, run.step)  # lines past the checkpoint are re-written by this run
 
 # %% ../nbs/11_train.ipynb #bf03192a
 def _batch(stream: TokenStream, idx: list[int], row_len: int, device) -> tuple[Tensor, Tensor, Tensor | None]:
-    "Inputs x [b,S], targets y [b,S] and aux [b,S] (or None) of rows idx."
+    "Inputs x [b,S], targets y [b,S] and aux [b,S] (or None) of rows idx (a streamed run: of lanes idx)."
     rows = [stream.row(i, row_len) for i in idx]  # (ids [S+1], aux [S+1] | None) per row
     ids = torch.stack([r[0] for r in rows]).to(device)                         # [b,S+1]
-    aux = None if stream.aux is None else torch.stack([r[1] for r in rows])[:, :-1].to(device)
+    aux = None if rows[0][1] is None else torch.stack([r[1] for r in rows])[:, :-1].to(device)
     return ids[:, :-1], ids[:, 1:], aux
 
 def train_step(run: Run) -> None:
@@ -315,9 +316,10 @@ def maybe_checkpoint(run: Run) -> None:
     every = run.cfg.ckpt_every
     if run.out is None or not ((every and run.step % every == 0) or run.step == run.stop): return
     model_sd, optim_sd = _state_dicts(run.model, run.opt)  # a collective: every rank calls it
+    lanes = stream_state(run.data.train, run.dist.rank, run.dist.world)     # so is this (streamed runs; else None)
     if run.dist.main:
         net_sd = {k.removeprefix("net."): v for k, v in model_sd.items()}      # the network's own names
-        save_checkpoint(run.out, run.step, net_sd, optim_sd, run.counters())  # 16_checkpoint: folder, then latest.json
+        save_checkpoint(run.out, run.step, net_sd, optim_sd, {**run.counters(), "stream": lanes})  # 16_checkpoint
 
 def peak_memory_mb(device: torch.device) -> float:
     "Peak memory of this process: CUDA allocator peak on GPU, else peak resident set size (Linux ru_maxrss, KiB)."
