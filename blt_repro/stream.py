@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import (DatasetUnavailableError, _hf_hint, _hf_offline, _hub_unreachable, _import_datasets,
+from .data import (DatasetUnavailableError, _hf_offline, _hub_unreachable, _import_datasets,
                    _looks_like_path, encode_documents)
 from .core import get_preset
 from .evaluate import byte_id_lengths
@@ -177,8 +177,7 @@ class LaneStream:
     def __init__(self, src: DataSource, n_lanes: int, with_aux: bool):
         self.src, self.n_lanes, self.with_aux, self.byte_lengths = src, n_lanes, with_aux, byte_id_lengths()
         self.lanes: dict[int, Lane] = {}                                   # opened when first read: this rank's only
-        with_shards = len(src.train) % n_lanes == 0 if n_lanes > 1 else True  # can every lane have whole files?
-        if not with_shards and len(src.train) > 1:  # one file: nothing to say, it is split by documents anyway
+        if len(src.train) > 1 and len(src.train) % n_lanes:  # lanes cannot have whole files (one file: no note)
             warnings.warn(f"{len(src.train)} training files for {n_lanes} lanes: each lane reads every file and keeps "
                           f"every {n_lanes}-th document (a multiple of {n_lanes} files gives each lane whole files)")
 
