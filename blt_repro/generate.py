@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .core import check_int, check_number
 from .tokenizer import BOE_ID, BOS_ID, BPE_ID, EOS_ID, OFFSET, VOCAB_SIZE
-from .layers import KVCache
+from .layers import KVCache, decoder_cross_mask
 from .model import BLT
 from .patching import IncrementalPatcher, patch_ids_from_lengths
 from .patching import PatcherConfig, patch_lengths
@@ -263,9 +263,12 @@ class IncrementalBLT:
         lo = (dec_id.min(1).values - (self.cfg.cross_attn_window_decoder or 1) + 1).clamp(min=0)   # [R] oldest read
         span = int((dec_id.max(1).values - lo).max()) + 1                             # patches handed over per row
         idx = (lo[:, None] + torch.arange(span, device=self.device)).clamp(max=self.slots.shape[1] - 1)   # [R,span]
+        ids, cfg = dec_id - lo[:, None], self.cfg                                     # [R,T] ids within the span
+        cross = (decoder_cross_mask(ids, span, self.slots.shape[2], cfg.cross_attn_window_decoder)
+                 if cfg.cross_attn_decoder else None)                                  # [R,1,T,span*k]: once for all layers
         mask, pos = self.dec_cache.start(rows, self._ends_document(tokens))
-        return self.model.local_decoder.decode(h, self.slots[rows[:, None], idx], dec_id - lo[:, None], mask,
-                                               positions=pos, cache=self.dec_cache)   # slots [R,span,k,d]
+        return self.model.local_decoder.decode(h, self.slots[rows[:, None], idx], ids, mask, cross, positions=pos,
+                                               cache=self.dec_cache)                  # slots [R,span,k,d]
 
     @torch.inference_mode()
     def extend(self, rows: Sequence[int], tokens: Tensor) -> Tensor:

@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_layers.ipynb #7c7793f5
 from __future__ import annotations
+import functools
 from dataclasses import dataclass
 
 # %% auto #0
@@ -29,32 +30,37 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: Tensor) -> Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+    def forward(self, x: Tensor) -> Tensor:   # F.rms_norm: x * rsqrt(mean(x^2) + eps) in one call, on float32
+        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
     def extra_repr(self) -> str: return f"{self.weight.shape[0]}, eps={self.eps}"
 
 # %% ../nbs/05_layers.ipynb #4f620f0e
 def rope_cos_sin(positions: int | Tensor, head_dim: int, theta: float = 10000.0,
                  device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
-    "cos/sin tables [..., S, head_dim/2] (float32) for positions (an int S -> 0..S-1, or a [S] / [B,S] int tensor)."
+    """cos/sin tables [..., S, head_dim] (float32) for positions (an int S -> 0..S-1, or a [S] / [B,S] int tensor), in
+    pair layout: channels 2i and 2i+1 hold angle i, cos as (cos, cos) and sin signed as (-sin, +sin)."""
     if head_dim % 2: raise ValueError(f"RoPE needs an even head_dim, got {head_dim}")
     if isinstance(positions, int): positions = torch.arange(positions, device=device)
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    angles = positions.float()[..., None] * inv_freq           # [..., S, head_dim/2]
-    return angles.cos(), angles.sin()
+    angles = positions.float()[..., None] * _pair_frequencies(head_dim, float(theta), positions.device)  # [..., S, head_dim]
+    sin = angles.sin()
+    sin[..., ::2].neg_()                                       # (-sin, +sin) per pair
+    return angles.cos(), sin
+
+@functools.lru_cache(maxsize=64)
+def _pair_frequencies(head_dim: int, theta: float, device: torch.device) -> Tensor:
+    "[head_dim] RoPE frequencies theta^(-2i/head_dim), each twice (made once per shape and device, outside inference mode)."
+    with torch.inference_mode(False), torch.no_grad():          # a plain tensor: usable in training and in inference
+        return (1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)).repeat_interleave(2)
 
 def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    "Rotate adjacent channel pairs (x0,x1),(x2,x3),... of x [B,H,S,D] by the angles of cos/sin [B|1,1,S,D/2]."
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)       # [B,H,S,D] -> 2 x [B,H,S,D/2]
-    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)  # [B,H,S,D/2,2]
-    return out.flatten(-2).to(x.dtype)                         # [B,H,S,D/2,2] -> [B,H,S,D]
+    "Rotate adjacent channel pairs (x0,x1),(x2,x3),... of x [B,H,S,D] by pair-layout cos/sin [B|1,1,S,D]."
+    swapped = x.float().unflatten(-1, (-1, 2)).flip(-1).flatten(-2)   # [B,H,S,D]: (x1,x0),(x3,x2),...
+    return (x.float() * cos + swapped * sin).to(x.dtype)              # (x0 cos - x1 sin, x1 cos + x0 sin), ...
 
 def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    "Apply RoPE (adjacent-pair layout) to q [B,H,S,D] and k [B,Hkv,S,D]; cos/sin are [S,D/2] or [B,S,D/2]."
-    if cos.dim() == 3: cos, sin = cos[:, None], sin[:, None]   # [B,S,D/2] -> [B,1,S,D/2] (broadcast over heads)
+    "Apply RoPE (adjacent-pair layout) to q [B,H,S,D] and k [B,Hkv,S,D]; cos/sin from rope_cos_sin, [S,D] or [B,S,D]."
+    if cos.dim() == 3: cos, sin = cos[:, None], sin[:, None]   # [B,S,D] -> [B,1,S,D] (broadcast over heads)
     return _rotate_pairs(q, cos, sin), _rotate_pairs(k, cos, sin)
 
 def rope_halves_permutation(head_dim: int) -> Tensor:
@@ -189,29 +195,24 @@ class Transformer(nn.Module):
 # %% ../nbs/05_layers.ipynb #a7831311
 def causal_mask(S: int, device: torch.device | str | None = None) -> Tensor:
     "[S,S] bool: query i may attend key j iff j <= i."
-    i = torch.arange(S, device=device)
-    return i[None, :] <= i[:, None]
+    return torch.ones(S, S, dtype=torch.bool, device=device).tril()
 
 def sliding_window_mask(S: int, window: int, device: torch.device | str | None = None) -> Tensor:
     "[S,S] bool: i - window < j <= i (window keys, itself included)."
     if window < 1: raise ValueError(f"window must be >= 1, got {window}")
-    i = torch.arange(S, device=device)
-    d = i[:, None] - i[None, :]                                # [S,S] distance i - j
-    return (d >= 0) & (d < window)
+    return causal_mask(S, device).triu(1 - window)             # keep j <= i (tril) and i - j < window (triu)
 
 # %% ../nbs/05_layers.ipynb #1db8687b
 def document_ids(is_eos: Tensor) -> Tensor:
     "[B,S] int: number of EOS strictly before each position (documents are cut after each EOS)."
-    c = is_eos.long().cumsum(-1)                               # [B,S] inclusive count
-    return c - is_eos.long()                                   # exclusive: the EOS stays in its own document
+    return is_eos.long().cumsum(-1) - is_eos.long()            # exclusive count: the EOS stays in its own document
 
 def _doc_causal(is_eos: Tensor, window: int | None) -> Tensor:
     "[B,1,S,S] bool mask from a [B,S] bool 'ends a document' flag: same document, causal, optional window."
     if is_eos.dim() != 2: raise ValueError(f"expected a [B, S] tensor, got shape {tuple(is_eos.shape)}")
     S, doc = is_eos.shape[1], document_ids(is_eos)
     local = causal_mask(S, is_eos.device) if window is None else sliding_window_mask(S, window, is_eos.device)
-    same = doc[:, :, None] == doc[:, None, :]                  # [B,S,S]
-    return (same & local)[:, None]                             # [B,S,S] -> [B,1,S,S]
+    return ((doc[:, :, None] == doc[:, None, :]) & local)[:, None]   # same document [B,S,S] -> [B,1,S,S]
 
 def document_causal_mask(tokens: Tensor, eos_id: int = EOS_ID, window: int | None = None) -> Tensor:
     "[B,1,S,S] bool: causal within documents cut after each EOS, optionally also within a sliding window."
@@ -326,6 +327,7 @@ class KVCache:
     def __init__(self, n_layers: int, batch: int, capacity: int, n_kv_heads: int, head_dim: int,
                  window: int | None = None, device=None, dtype=torch.float32):
         self.capacity, self.window, self.used = capacity, window, 0   # used: slots filled in any row (reads stop there)
+        self.split = False                                             # has any row had an EOS yet?
         self.k = torch.zeros(n_layers, batch, capacity, n_kv_heads, head_dim, device=device, dtype=dtype)  # [L,B,C,Hkv,D]
         self.v = torch.zeros_like(self.k)                                              # [L,B,C,Hkv,D]
         self.pos = torch.full((batch, capacity), -1, dtype=torch.long, device=device)  # [B,C] position in a slot (-1: empty)
@@ -342,26 +344,29 @@ class KVCache:
     def start(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Append T positions to `rows` [R] (None: all); is_eos [R,T]: which end a document (all False: no document mask);
         valid [R,T]: which exist (None: all). Returns (mask [R,1,T,K] over K = cached + T keys, positions [R,T])."""
-        pos, doc = self._advance(rows, is_eos, valid)                               # [R,T] each
+        pos, doc = self._advance(rows, is_eos, valid)                               # [R,T]; doc None: no EOS so far
         kpos = torch.cat([self._read(self.pos), pos if valid is None else pos.masked_fill(~valid, -1)], 1)  # [R,K]
-        kdoc = torch.cat([self._read(self.doc), doc], 1)                            # [R,K]; padding above is no key
-        self._store(self.pos, pos); self._store(self.doc, doc)
-        self.used = min(self.capacity, int(self.length.max()))
         qp, kp = pos[:, :, None], kpos[:, None, :]                                 # [R,T,1], [R,1,K]
-        mask = (kp >= 0) & (kp <= qp) & (doc[:, :, None] == kdoc[:, None, :])      # [R,T,K] filled, causal, same doc
+        mask = (kp >= 0) & (kp <= qp)                                              # [R,T,K] filled, causal
+        if doc is not None:                                                        # same document (keys [R,K])
+            mask &= doc[:, :, None] == torch.cat([self._read(self.doc), doc], 1)[:, None, :]
+            self._store(self.doc, doc)
         if self.window is not None: mask &= qp - kp < self.window                  # and inside the window
+        self._store(self.pos, pos)
+        self.used = min(self.capacity, int(self.length.max()))
         return mask[:, None], pos                                                  # [R,T,K] -> [R,1,T,K]
 
-    def _advance(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
-        "Positions and documents [R,T] of the step's new entries; moves the rows on and records where they are stored."
+    def _advance(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        "Positions and documents [R,T] (None before any EOS) of the new entries; moves the rows on, records their slots."
         B, T = self.pos.shape[0], is_eos.shape[1]
         if rows is not None and rows.numel() == B and torch.equal(rows, torch.arange(B, device=rows.device)): rows = None
         idx = slice(None) if rows is None else rows                                # every row, in order: views
         eos = (is_eos if valid is None else is_eos & valid).long()
         pos = self.length[idx, None] + torch.arange(T, device=is_eos.device)        # [R,T]
-        doc = self.next_doc[idx, None] + eos.cumsum(1) - eos                       # [R,T]: a document ends with its EOS
         self.length[idx] += T if valid is None else valid.sum(1)
-        self.next_doc[idx] += eos.sum(1)
+        self.split = self.split or bool(eos.any())                                 # until the first EOS: one document
+        doc = self.next_doc[idx, None] + eos.cumsum(1) - eos if self.split else None   # [R,T]: a document ends with its EOS
+        if self.split: self.next_doc[idx] += eos.sum(1)
         n = min(T, self.capacity)                                                  # only the latest `capacity` are kept
         r = (torch.arange(B, device=pos.device) if rows is None else rows)[:, None].expand(-1, n)   # [R,n] where they go
         slot = pos[:, -n:] % self.capacity                                         # [R,n]
@@ -390,6 +395,5 @@ class KVCache:
 # %% ../nbs/05_layers.ipynb #ba3360e9
 def causality_violation(model: nn.Module, x: Tensor, x_changed: Tensor, t: int, mask_fn) -> float:
     "Max |model(x) - model(x_changed)| over positions <= t, with masks mask_fn(x), mask_fn(x_changed) (0 = causal)."
-    with torch.no_grad():
-        a, b = model(x, mask_fn(x)), model(x_changed, mask_fn(x_changed))
+    with torch.no_grad(): a, b = model(x, mask_fn(x)), model(x_changed, mask_fn(x_changed))
     return (a[:, : t + 1] - b[:, : t + 1]).abs().max().item()

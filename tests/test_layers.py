@@ -73,11 +73,12 @@ def test_rope_halves_permutation():
     "Split-halves RoPE on permuted channels equals adjacent-pair RoPE, permuted."
     D = 8
     x = torch.randn(1, 1, 5, D)
-    cos, sin = rope_cos_sin(5, D)
+    cos, sin = rope_cos_sin(5, D)                                   # pair layout: (cos, cos), (-sin, +sin) per angle
+    c, s = cos[..., ::2], sin[..., 1::2]                             # [5, D/2]: one cos and sin per angle
     perm = rope_halves_permutation(D)
     xp = x[..., perm]
     x1, x2 = xp.chunk(2, -1)
-    halves = xp * torch.cat([cos, cos], -1) + torch.cat([-x2, x1], -1) * torch.cat([sin, sin], -1)
+    halves = xp * torch.cat([c, c], -1) + torch.cat([-x2, x1], -1) * torch.cat([s, s], -1)
     torch.testing.assert_close(halves, apply_rope(x, x, cos, sin)[0][..., perm])
 
 
