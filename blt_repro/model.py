@@ -175,11 +175,11 @@ class SlotMask:
         ok = ((p >= 0) & (p < self.n_patches)).repeat_interleave(self.k, -1)              # [B,S,n] slots that exist
         first = p.clamp(0, self.n_patches - 1)[..., None] * self.k                         # [B,S,W,1] first slot of each
         slot = (first + torch.arange(self.k, device=dev)).flatten(2)                      # [B,S,n] the slots read
-        rows, n = torch.arange(B, device=dev)[:, None, None], slot.shape[2]
-        pick = lambda x: x.transpose(1, 2)[rows, slot].flatten(0, 1).transpose(1, 2)     # -> [B*S,Hkv,n,D]
+        n, idx = slot.shape[2], slot.flatten(1)[..., None]                                # [B,S*n,1] slots read
+        pick = lambda x: (x.transpose(1, 2).flatten(2).gather(1, idx.expand(-1, -1, x.shape[1] * D))   # [B,S*n,Hkv*D]
+                          .view(B * S, n, x.shape[1], D).transpose(1, 2))                  # -> [B*S,Hkv,n,D]
         out = masked_attention(q.transpose(1, 2).reshape(B * S, H, 1, D), pick(k), pick(v), ok.view(B * S, 1, 1, n))
         return out.view(B, S, H, D).transpose(1, 2)                                       # [B*S,H,1,D] -> [B,H,S,D]
-
 
 # %% ../nbs/08_blt.ipynb #9e2992b9
 def max_pool_patches(h: Tensor, patch_ids: Tensor, n_patches: int) -> Tensor:
