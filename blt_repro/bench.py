@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 # %% auto #0
 __all__ = ['global_patch_lengths_loop', 'seconds', 'bench_patching', 'bench_entropies', 'bench_forward', 'matmul_peak_gflops',
-           'bench_train', 'bench_generate']
+           'bench_train', 'bench_generate', 'generate_profile']
 
 # %% ../nbs/18_bench.ipynb #51fb7d88
 import torch
@@ -293,3 +293,55 @@ def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 25
     return {"device": str(s["device"]), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "model": "BLTConfig.tiny(document_mask=False), random init; entropy patching (tiny EntropyModel, random init)",
             "threshold": round(s["threshold"], 4), "new_bytes": new_bytes, "repeats": repeats, "results": results}
+
+# %% ../nbs/18_bench.ipynb #3f0b7a12
+import os
+from .core import check_int
+from .generate import IncrementalBLT, sample_next
+
+_STAGES = ("_entropies", "_decide", "_encode", "_completed", "_global", "_decode")   # the steps of IncrementalBLT.extend
+
+def _time_stages(state: IncrementalBLT, spent: dict[str, float]) -> None:
+    "Wrap the state's step methods (on the instance only) so that each adds its wall seconds to spent[name]."
+    for name in _STAGES:
+        def timed(*args, _fn=getattr(state, name), _name=name):
+            t0 = time.perf_counter()
+            out = _fn(*args)
+            spent[_name] += time.perf_counter() - t0
+            return out
+        setattr(state, name, timed)
+
+def _top_level_ops(step, n: int) -> dict[str, float]:
+    "Top-level aten operations per call of step() (torch.profiler, n calls): the dispatches the Python code makes."
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)                                                     # the profiler's C++ start/stop lines
+    try:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(n): step()
+    finally:
+        os.dup2(saved, 2); os.close(saved); os.close(null)
+    ops = [e.name for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::")]
+    return {"aten_ops_per_byte": round(len(ops) / n, 1), "linear_per_byte": round(ops.count("aten::linear") / n, 1)}
+
+def generate_profile(prompt_len: int = 2048, new_bytes: int = 256, seed: int = 0, profiled: int = 32) -> dict:
+    """Where a cached generation step goes: ms per new byte in each step of `IncrementalBLT.extend` (the benchmark's
+    models, prompt and θ; greedy, fp32, CPU) and the aten operations it dispatches per byte (`profiled` more bytes)."""
+    for name, v in (("prompt_len", prompt_len), ("new_bytes", new_bytes), ("profiled", profiled)): check_int(name, v)
+    s, gen = _generate_setup((prompt_len,), seed, hf=False), GenerateConfig()
+    state = IncrementalBLT(s["model"], s["patcher"], s["em"], 1, prompt_len + new_bytes + profiled)
+    ids = as_prompt_ids(s["text"][:prompt_len - 1])
+    for a in range(0, len(ids), 512): logits = state.extend([0], torch.tensor([ids[a:a + 512]]))   # the prefill
+    calls0, spent = state.global_calls, dict.fromkeys(_STAGES, 0.0)
+    _time_stages(state, spent)
+    def step():
+        nonlocal logits
+        logits = state.extend([0], torch.tensor([[sample_next(logits[0, -1], gen)]]))
+    t0 = time.perf_counter()
+    for _ in range(new_bytes): step()
+    total = time.perf_counter() - t0
+    per_byte = {k.strip("_"): round(1e3 * v / new_bytes, 3) for k, v in spent.items()}
+    per_byte["other"] = round(1e3 * (total - sum(spent.values())) / new_bytes, 3)   # sampling, extend's own glue
+    calls = state.global_calls - calls0
+    return {"prompt_bytes": prompt_len, "new_bytes": new_bytes, "ms_per_byte": round(1e3 * total / new_bytes, 3),
+            "stage_ms_per_byte": per_byte, "global_calls": calls,
+            "global_ms_per_call": round(1e3 * spent["_global"] / max(calls, 1), 3), **_top_level_ops(step, profiled)}
