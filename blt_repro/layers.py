@@ -31,6 +31,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:   # F.rms_norm: x * rsqrt(mean(x^2) + eps) in one call, on float32
+        if x.dtype == torch.float32: return self.weight * F.rms_norm(x, (x.shape[-1],), eps=self.eps)   # no casts
         return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
     def extra_repr(self) -> str: return f"{self.weight.shape[0]}, eps={self.eps}"
@@ -55,8 +56,9 @@ def _pair_frequencies(head_dim: int, theta: float, device: torch.device) -> Tens
 
 def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     "Rotate adjacent channel pairs (x0,x1),(x2,x3),... of x [B,H,S,D] by pair-layout cos/sin [B|1,1,S,D]."
-    swapped = x.float().unflatten(-1, (-1, 2)).flip(-1).flatten(-2)   # [B,H,S,D]: (x1,x0),(x3,x2),...
-    return (x.float() * cos + swapped * sin).to(x.dtype)              # (x0 cos - x1 sin, x1 cos + x0 sin), ...
+    xf = x if x.dtype == torch.float32 else x.float()           # (a cast is an operation too: only when needed)
+    out = xf * cos + xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2) * sin   # (x0 cos - x1 sin, x1 cos + x0 sin), ...
+    return out if xf is x else out.to(x.dtype)
 
 def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
     "Apply RoPE (adjacent-pair layout) to q [B,H,S,D] and k [B,Hkv,S,D]; cos/sin from rope_cos_sin, [S,D] or [B,S,D]."
@@ -326,8 +328,7 @@ class KVCache:
     p % capacity: a ring keeping what a window can still read. A step: `mask, pos = start(rows, is_eos)`, then forward."""
     def __init__(self, n_layers: int, batch: int, capacity: int, n_kv_heads: int, head_dim: int,
                  window: int | None = None, device=None, dtype=torch.float32):
-        self.capacity, self.window, self.used = capacity, window, 0   # used: slots filled in any row (reads stop there)
-        self.split = False                                             # has any row had an EOS yet?
+        self.capacity, self.window, self.used, self.split = capacity, window, 0, False   # split: a row has had an EOS
         self.k = torch.zeros(n_layers, batch, capacity, n_kv_heads, head_dim, device=device, dtype=dtype)  # [L,B,C,Hkv,D]
         self.v = torch.zeros_like(self.k)                                              # [L,B,C,Hkv,D]
         self.pos = torch.full((batch, capacity), -1, dtype=torch.long, device=device)  # [B,C] position in a slot (-1: empty)
@@ -353,7 +354,7 @@ class KVCache:
             self._store(self.doc, doc)
         if self.window is not None: mask &= qp - kp < self.window                  # and inside the window
         self._store(self.pos, pos)
-        self.used = min(self.capacity, int(self.length.max()))
+        self.used = min(self.capacity, int(self.length.max()))                     # slots filled in any row: reads stop there
         return mask[:, None], pos                                                  # [R,T,K] -> [R,1,T,K]
 
     def _advance(self, rows: Tensor | None, is_eos: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor | None]:
