@@ -144,10 +144,11 @@ def test_bench_generate_prints_one_json_object(monkeypatch, capsys):
     from blt_repro import bench
     small = functools.partial(bench.bench_generate, prompt_lens=(64,), new_bytes=4, repeats=1, hf=False)
     monkeypatch.setattr(bench, "bench_generate", small)
+    monkeypatch.setattr(bench, "generate_profile", functools.partial(bench.generate_profile, 64, 4, profiled=2))
     assert cli.main(["bench", "generate"]) == 0
     out = json.loads(capsys.readouterr().out)                   # fails on two concatenated objects
     assert out["results"][0]["prompt_bytes"] == 64 and out["results"][0]["same_bytes_as_recompute"]
-    assert "hardware" in out
+    assert "hardware" in out and out["profile"]["new_bytes"] == 4 and out["profile"]["linear_per_byte"] > 10
 
 
 BAD_INPUT = [                                              # (argv, what the one-line error must mention)
