@@ -291,15 +291,17 @@ def test_parity_block():
 
 
 # ---------------------------------------------------------------- KV cache
+@pytest.mark.parametrize("eos", [[(0, 4), (2, 10), (2, 11)], [(0, 12), (2, 15), (2, 16)]], ids=["eos_early", "eos_late"])
 @pytest.mark.parametrize("window, kv_heads", [(None, 4), (5, 2), (3, 1)])
-def test_kv_cache_equals_full_forward(window, kv_heads):
+def test_kv_cache_equals_full_forward(window, kv_heads, eos):
     "The same Transformer.forward, fed in chunks with a KVCache (rows advancing separately, chunks longer than the "
-    "ring), gives the outputs of one pass over the whole rows (causal or windowed, document-masked, GQA)."
+    "ring), gives the outputs of one pass over the whole rows (causal or windowed, document-masked, GQA). eos_late: "
+    "the first chunks hold no EOS, so the cache keeps no document ids until the first one arrives."
     torch.manual_seed(0)
     cfg = TransformerConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=kv_heads, ffn_hidden=48, window=window)
     net = Transformer(cfg).eval()
     x, tok = torch.randn(3, 23, 32), torch.randint(4, 260, (3, 23))
-    tok[0, 4], tok[2, 10], tok[2, 11] = EOS_ID, EOS_ID, EOS_ID                    # documents, one of them empty
+    for r, t in eos: tok[r, t] = EOS_ID                                          # documents, one of them empty
     with torch.no_grad():
         full = net(x, local_attention_mask(tok, window))
         cache, got = KVCache.for_config(cfg, batch=3, max_len=23), torch.zeros_like(full)
@@ -307,6 +309,7 @@ def test_kv_cache_equals_full_forward(window, kv_heads):
             r = torch.tensor(rows)
             mask, pos = cache.start(r, tok[r, a:b] == EOS_ID)
             assert pos.tolist() == [list(range(a, b))] * len(rows)
+            assert cache.split == any(t < b for _, t in eos)                       # document ids from the first EOS on
             got[r, a:b] = net(x[r, a:b], mask, pos, cache)
     torch.testing.assert_close(got, full, atol=1e-5, rtol=0)
 
