@@ -61,12 +61,10 @@ def _check_hash_args(tokens, group_size: int, hash_fn_index: int, vocab: int) ->
 def byte_group_hash(tokens: torch.Tensor, group_size: int, hash_fn_index: int, vocab: int) -> torch.Tensor:
     "LongTensor[B,S]: bucket in 0..vocab-1 of the `group_size` ids ending at each position (official rolling hash)."
     _check_hash_args(tokens, group_size, hash_fn_index, vocab)
-    S = tokens.shape[1]                                                                             # sequence length; each position hashes the n ids ending at it
     padded = F.pad(tokens.long(), (group_size - 1, 0))               # [B, S+n-1], zeros on the left
-    powers = prime_powers(hash_fn_index, group_size).tolist()                                       # Python ints: tensor * int keeps int64 arithmetic
-    h = padded[:, :S] * powers[0]                                    # [B, S]: the oldest id of each window, p^0
-    for i in range(1, group_size):
-        h += padded[:, i:i + S] * powers[i]                          # id at window offset i times p^i, int64 wrap
+    windows = padded.unfold(1, group_size, 1)                        # [B, S, n]: the n ids ending at each position, oldest first
+    powers = prime_powers(hash_fn_index, group_size).to(padded.device)                              # [n]: p^0, p^1, ... (int64)
+    h = (windows * powers).sum(-1)                                   # [B, S]: sum of id_i * p^i, int64 wrap (in any order)
     return h % vocab                                                 # floor modulo: 0..vocab-1
 
 # %% ../nbs/07_hashing.ipynb #49513593
