@@ -297,7 +297,7 @@ def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 25
 # %% ../nbs/18_bench.ipynb #3f0b7a12
 import os
 from .core import check_int
-from .generate import IncrementalBLT, sample_next
+from .generate import PREFILL_CHUNK, IncrementalBLT, sample_next
 
 _STAGES = ("_entropies", "_decide", "_encode", "_completed", "_global", "_decode")   # the steps of IncrementalBLT.extend
 
@@ -330,7 +330,8 @@ def generate_profile(prompt_len: int = 2048, new_bytes: int = 256, seed: int = 0
     s, gen = _generate_setup((prompt_len,), seed, hf=False), GenerateConfig()
     state = IncrementalBLT(s["model"], s["patcher"], s["em"], 1, prompt_len + new_bytes + profiled)
     ids = as_prompt_ids(s["text"][:prompt_len - 1])
-    for a in range(0, len(ids), 512): logits = state.extend([0], torch.tensor([ids[a:a + 512]]))   # the prefill
+    for a in range(0, len(ids), PREFILL_CHUNK):                                     # the prefill, as generate_cached
+        logits = state.extend([0], torch.tensor([ids[a:a + PREFILL_CHUNK]]))
     calls0, spent = state.global_calls, dict.fromkeys(_STAGES, 0.0)
     _time_stages(state, spent)
     def step():

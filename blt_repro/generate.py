@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['NEVER_SAMPLED', 'GenerateConfig', 'sample_next', 'as_prompt_ids', 'Generation', 'scorer_entropies',
+__all__ = ['NEVER_SAMPLED', 'PREFILL_CHUNK', 'GenerateConfig', 'sample_next', 'as_prompt_ids', 'Generation', 'scorer_entropies',
            'prefix_patch_lengths', 'generate_recompute', 'IncrementalBLT', 'generate_cached', 'add_generate_arguments',
            'run_generate']
 
@@ -263,9 +263,9 @@ class IncrementalBLT:
         lo = (dec_id.min(1).values - (self.cfg.cross_attn_window_decoder or 1) + 1).clamp(min=0)   # [R] oldest read
         span = int((dec_id.max(1).values - lo).max()) + 1                             # patches handed over per row
         idx = (lo[:, None] + torch.arange(span, device=self.device)).clamp(max=self.slots.shape[1] - 1)   # [R,span]
-        ids, cfg = dec_id - lo[:, None], self.cfg                                     # [R,T] ids within the span
-        cross = (decoder_cross_mask(ids, span, self.slots.shape[2], cfg.cross_attn_window_decoder)
-                 if cfg.cross_attn_decoder else None)                                  # [R,1,T,span*k]: once for all layers
+        ids = dec_id - lo[:, None]                                                    # [R,T] ids within the span
+        cross = (decoder_cross_mask(ids, span, self.slots.shape[2], self.cfg.cross_attn_window_decoder)
+                 if self.cfg.cross_attn_decoder else None)                             # [R,1,T,span*k]: once for all layers
         mask, pos = self.dec_cache.start(rows, self._ends_document(tokens))
         return self.model.local_decoder.decode(h, self.slots[rows[:, None], idx], ids, mask, cross, positions=pos,
                                                cache=self.dec_cache)                  # slots [R,span,k,d]
@@ -296,10 +296,12 @@ class IncrementalBLT:
         return self.patchers[row].lengths(include_next_token=True)
 
 # %% ../nbs/13_generate.ipynb #b758c56b
+PREFILL_CHUNK = 512   # prompt ids read per `IncrementalBLT.extend` call while prefilling (bounds the masks' size)
+
 @torch.inference_mode()
 def generate_cached(model: BLT, prompts: Sequence, patcher: PatcherConfig, scorer=None,
                     gen: GenerateConfig | None = None, on_token: Callable[[int, int, bool], None] | None = None,
-                    prefill_chunk: int = 512) -> Generation:
+                    prefill_chunk: int = PREFILL_CHUNK) -> Generation:
     """Incremental generation: each new byte goes once through the entropy model, the patcher, the local encoder
     and decoder (all with caches); the global transformer runs once per completed patch. on_token(row, id, opens_patch)
     is called as soon as each id is chosen (opens_patch: the id starts a new patch)."""
