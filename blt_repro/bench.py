@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 # %% auto #0
 __all__ = ['global_patch_lengths_loop', 'seconds', 'bench_patching', 'bench_entropies', 'bench_forward', 'matmul_peak_gflops',
-           'bench_train', 'bench_generate', 'generate_profile']
+           'bench_train', 'train_profile', 'bench_generate', 'generate_profile']
 
 # %% ../nbs/18_bench.ipynb #51fb7d88
 import torch
@@ -227,6 +227,50 @@ def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: i
             "matmul_peak_gflops": round(peak, 1),
             "blt_efficiency": round(gflops["blt"] / peak, 3), "byte_efficiency": round(gflops["byte"] / peak, 3)}
 
+# %% ../nbs/18_bench.ipynb #122090c4
+import contextlib
+import os
+from .core import check_int
+
+_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")                              # the kernels of the linear layers
+
+@contextlib.contextmanager
+def _profiler():
+    "torch.profiler over the CPU, with its C++ start/stop lines kept off stderr."
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof: yield prof
+    finally:
+        os.dup2(saved, 2); os.close(saved); os.close(null)
+
+def train_profile(steps: int = 6, seq_len: int = 512, batch_size: int = 8, seed: int = 0) -> dict:
+    """Where a training step of the tiny BLT goes (fp32, CPU; `bench_train`'s model, rows and AdamW): ms per step in
+    matmuls, in SDPA attention and in all else (profiler self times over `steps` steps after 2 warm-ups), the
+    matmuls' own GFLOP/s and `efficiency_bound`, the efficiency if all but those kernels took no time."""
+    for name, v in (("steps", steps), ("seq_len", seq_len), ("batch_size", batch_size)): check_int(name, v)
+    torch.manual_seed(seed)                                                      # the same init as bench_train
+    cfg = BLTConfig.from_dict(MODEL_PRESETS["tiny"]["blt"])                         # the tiny preset's BLT
+    lm, rows = LanguageModel(BLT(cfg), PatcherConfig("space")), _train_rows(steps + 2, batch_size, seq_len)
+    opt = torch.optim.AdamW(lm.parameters(), lr=1e-3)                            # and optimizer
+    def step(i: int):
+        batch = torch.stack([rows[(i * batch_size + j) % len(rows)] for j in range(batch_size)])   # [B,S+1]
+        opt.zero_grad(); lm.nats(batch[:, :-1], batch[:, 1:]).mean().backward(); opt.step()
+    for i in range(2): step(i)                                                   # warm-up: allocator, caches
+    lm.bytes_per_patch()                                                         # reset: count the profiled steps
+    with _profiler() as prof:
+        for i in range(2, steps + 2): step(i)
+    ms = dict.fromkeys(("matmul", "attention", "other"), 0.0)
+    for e in prof.key_averages():
+        kind = "matmul" if e.key in _MATMULS else "attention" if "scaled_dot_product" in e.key else "other"
+        ms[kind] += e.self_cpu_time_total / 1e3 / steps                          # µs over all steps -> ms per step
+    fpb, n, peak = blt_flops_per_byte(cfg, lm.bytes_per_patch(), seq_len), batch_size * seq_len, matmul_peak_gflops()
+    return {"steps": steps, "ms_per_step": {k: round(v, 1) for k, v in ms.items()},
+            "matmul_gflops": round(3 * fpb["linear"] * n / ms["matmul"] / 1e6, 1),     # FLOPs / ms / 1e6 = GFLOP/s
+            "matmul_peak_gflops": round(peak, 1),
+            "efficiency_bound": round(3 * fpb["total"] * n / (ms["matmul"] + ms["attention"]) / 1e6 / peak, 3)}
+
+
 # %% ../nbs/18_bench.ipynb #24b5aa17
 import resource
 import warnings
@@ -295,8 +339,6 @@ def bench_generate(prompt_lens: Sequence[int] = (512, 2048), new_bytes: int = 25
             "threshold": round(s["threshold"], 4), "new_bytes": new_bytes, "repeats": repeats, "results": results}
 
 # %% ../nbs/18_bench.ipynb #3f0b7a12
-import os
-from .core import check_int
 from .generate import PREFILL_CHUNK, IncrementalBLT, sample_next
 
 _STAGES = ("_entropies", "_decide", "_encode", "_completed", "_global", "_decode")   # the steps of IncrementalBLT.extend
@@ -313,13 +355,8 @@ def _time_stages(state: IncrementalBLT, spent: dict[str, float]) -> None:
 
 def _top_level_ops(step, n: int) -> dict[str, float]:
     "Top-level aten operations per call of step() (torch.profiler, n calls): the dispatches the Python code makes."
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)                                                     # the profiler's C++ start/stop lines
-    try:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            for _ in range(n): step()
-    finally:
-        os.dup2(saved, 2); os.close(saved); os.close(null)
+    with _profiler() as prof:
+        for _ in range(n): step()
     ops = [e.name for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::")]
     return {"aten_ops_per_byte": round(len(ops) / n, 1), "linear_per_byte": round(ops.count("aten::linear") / n, 1)}
 

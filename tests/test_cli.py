@@ -151,6 +151,18 @@ def test_bench_generate_prints_one_json_object(monkeypatch, capsys):
     assert "hardware" in out and out["profile"]["new_bytes"] == 4 and out["profile"]["linear_per_byte"] > 10
 
 
+def test_bench_train_prints_one_json_object(monkeypatch, capsys):
+    "`blt-repro bench train` writes one JSON object with the profile of a step (here 2 steps of 2 x 128 bytes)."
+    import functools
+    from blt_repro import bench
+    monkeypatch.setattr(bench, "bench_train", functools.partial(bench.bench_train, steps=2, seq_len=128, batch_size=2))
+    monkeypatch.setattr(bench, "train_profile", functools.partial(bench.train_profile, 2, 128, 2))
+    assert cli.main(["bench", "train"]) == 0
+    out = json.loads(capsys.readouterr().out)                   # fails on two concatenated objects
+    assert out["batch_size"] == 2 and out["blt_efficiency"] > 0 and "hardware" in out
+    assert set(out["profile"]["ms_per_step"]) == {"matmul", "attention", "other"} and out["profile"]["efficiency_bound"] > 0
+
+
 BAD_INPUT = [                                              # (argv, what the one-line error must mention)
     (["reproduce", "--only", "nonexistent"], "unknown experiment"),
     (["reproduce", "--preset", "huge"], "invalid choice"),
