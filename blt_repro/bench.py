@@ -183,6 +183,10 @@ def _train_rows(steps: int, batch_size: int, seq_len: int) -> list[torch.Tensor]
     n = (len(stream) - 1) // seq_len                                             # rows overlap by one id
     return [stream[i * seq_len: i * seq_len + seq_len + 1] for i in range(n)]
 
+def _train_batch(rows: list[torch.Tensor], step: int, batch_size: int) -> torch.Tensor:
+    "The batch of step `step`: the next batch_size rows (wrapping around) -> [batch_size, seq_len+1]."
+    return torch.stack([rows[(step * batch_size + j) % len(rows)] for j in range(batch_size)])
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32,
                        device: str = "cpu") -> float:
     "GFLOP/s of an n×n by n×n matmul (2n³ FLOPs; best of `repeats`) on the current threads or GPU: a practical peak."
@@ -203,7 +207,7 @@ def bench_train(steps: int = 8, seq_len: int = 512, batch_size: int = 8, seed: i
     rows, opts = _train_rows(steps, batch_size, seq_len), {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     for step in range(steps + 2):                                                # 2 warm-up steps
-        batch = torch.stack([rows[(step * batch_size + j) % len(rows)] for j in range(batch_size)]).to(dev)   # [B,S+1]
+        batch = _train_batch(rows, step, batch_size).to(dev)                      # [B,S+1]
         for k, m in models.items():                                              # in turns: drift hits both alike
             t0 = time.perf_counter()
             with _amp(dev): nats = m.nats(batch[:, :-1], batch[:, 1:])
@@ -254,7 +258,7 @@ def train_profile(steps: int = 6, seq_len: int = 512, batch_size: int = 8, seed:
     lm, rows = LanguageModel(BLT(cfg), PatcherConfig("space")), _train_rows(steps + 2, batch_size, seq_len)
     opt = torch.optim.AdamW(lm.parameters(), lr=1e-3)                            # and optimizer
     def step(i: int):
-        batch = torch.stack([rows[(i * batch_size + j) % len(rows)] for j in range(batch_size)])   # [B,S+1]
+        batch = _train_batch(rows, i, batch_size)                                # [B,S+1]
         opt.zero_grad(); lm.nats(batch[:, :-1], batch[:, 1:]).mean().backward(); opt.step()
     for i in range(2): step(i)                                                   # warm-up: allocator, caches
     lm.bytes_per_patch()                                                         # reset: count the profiled steps
